@@ -1,0 +1,55 @@
+"""jaxnn: the backpropagation recursion as pure, jittable JAX, proven equal to jax.grad.
+
+Parameters are a plain list of ``(W, b)`` tuples; every function is pure and
+takes them first.
+
+>>> import jax, jaxnn
+>>> net = jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.LeakyReLU()),
+...                      jaxnn.Layer(3, 2, jaxnn.Sigmoid())], jaxnn.MSELoss())
+>>> params = net.init(jax.random.key(0))
+>>> grads = net.backprop(params, jax.numpy.ones(2), jax.numpy.zeros(2))
+>>> [dW.shape for dW, db in grads]
+[(3, 2), (2, 3)]
+"""
+
+from jaxnn.activations import (
+    Activation,
+    Elementwise,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from jaxnn.backprop import Trace
+from jaxnn.initializers import articles_normal, get_initializer
+from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
+from jaxnn.network import Layer, Network
+from jaxnn.training import fit, make_train_step
+from jaxnn.typing import Grads, Params
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "CrossEntropyLoss",
+    "Elementwise",
+    "Grads",
+    "Identity",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "MSELoss",
+    "Network",
+    "Params",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "Trace",
+    "articles_normal",
+    "fit",
+    "get_initializer",
+    "make_train_step",
+]

@@ -1,0 +1,229 @@
+"""Layers and networks: static descriptions with pure functions of ``params``.
+
+A :class:`Network` holds no parameters. ``net.init`` makes them, as a plain
+list of ``(W, b)`` tuples, and every other method takes them as its first
+argument, so all of them can be ``jax.jit``-ed, ``jax.vmap``-ed and
+differentiated. The network itself is immutable and hashable, so it can be a
+static argument or be closed over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxnn.activations import Activation
+from jaxnn.backprop import Trace, affine, backprop_trace
+from jaxnn.initializers import get_initializer
+from jaxnn.losses import Loss
+from jaxnn.typing import Grads, Initializer, Params
+
+__all__ = ["Layer", "Network"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A dense layer ``x -> activation(W x + b)`` with ``W`` of shape (outs, ins)."""
+
+    ins: int
+    outs: int
+    activation: Activation
+
+    def __post_init__(self):
+        for name in ("ins", "outs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Layer {name} must be a positive int, got {value!r}")
+        if not isinstance(self.activation, Activation):
+            raise TypeError(
+                f"Layer activation must be a jaxnn Activation (e.g. LeakyReLU()), got {self.activation!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class Network:
+    """A multilayer perceptron: layers applied in order, then a loss.
+
+    Args:
+        layers: the layers, first to last; each layer's ``ins`` must equal the
+            previous layer's ``outs``.
+        loss: a :class:`jaxnn.Loss`, e.g. ``MSELoss()``; kept as ``net.loss_fn``.
+
+    Raises:
+        ValueError: if two consecutive layers do not fit, naming both.
+
+    >>> import jaxnn
+    >>> net = jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.LeakyReLU()),
+    ...                      jaxnn.Layer(3, 2, jaxnn.LeakyReLU())], jaxnn.MSELoss())
+    >>> params = net.init(jax.random.key(0))
+    >>> [W.shape for W, b in params]
+    [(3, 2), (2, 3)]
+    """
+
+    layers: tuple[Layer, ...]
+    loss_fn: Loss
+
+    def __init__(self, layers: Sequence[Layer], loss: Loss):
+        layers = tuple(layers)
+        if not layers:
+            raise ValueError("a Network needs at least one Layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a jaxnn.Layer, got {layer!r}")
+        for i in range(1, len(layers)):
+            if layers[i - 1].outs != layers[i].ins:
+                raise ValueError(
+                    f"layers {i - 1} and {i} do not fit: layer {i - 1} has {layers[i - 1].outs} "
+                    f"outputs but layer {i} expects {layers[i].ins} inputs"
+                )
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a jaxnn Loss (e.g. MSELoss()), got {loss!r}")
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "loss_fn", loss)
+
+    @classmethod
+    def from_sizes(
+        cls, sizes: Sequence[int], activations: Activation | Sequence[Activation], loss: Loss
+    ) -> Network:
+        """Build a network from its widths, e.g. ``(784, 16, 16, 10)``.
+
+        ``activations`` is one activation for every layer or one per layer.
+        """
+        sizes = tuple(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+        if isinstance(activations, Activation):
+            activations = [activations] * (len(sizes) - 1)
+        activations = tuple(activations)
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(
+                f"{len(sizes) - 1} layers need {len(sizes) - 1} activations, got {len(activations)}"
+            )
+        return cls([Layer(i, o, a) for i, o, a in zip(sizes[:-1], sizes[1:], activations)], loss)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Widths along the network: ``(ins of layer 0, outs of layer 0, ..., outs of the last)``."""
+        return (self.layers[0].ins,) + tuple(layer.outs for layer in self.layers)
+
+    def init(
+        self,
+        key: jax.Array,
+        weight_init: str | Initializer = "lecun_normal",
+        bias_init: str | Initializer = "zeros",
+        dtype=None,
+    ) -> Params:
+        """Fresh parameters ``[(W0, b0), (W1, b1), ...]``, deterministic for ``key``.
+
+        The default, LeCun normal (variance ``1 / ins``) with zero biases,
+        keeps the pre-activations' scale from layer to layer for every
+        activation jaxnn has, so deep nets of any mix train from the start;
+        ``"he_normal"`` suits deep ReLU stacks. ``"articles"`` is the articles'
+        normal with standard deviation ``1 / (outs * ins)``.
+
+        Args:
+            key: a PRNG key.
+            weight_init, bias_init: a name (``"lecun_normal"``, ``"he_normal"``,
+                ``"glorot_normal"``, ``"glorot_uniform"``, ``"articles"``,
+                ``"normal"``, ``"zeros"``) or a ``jax.nn.initializers``-style
+                callable ``init(key, shape, dtype)``. Weights have shape (outs, ins).
+            dtype: float dtype of the parameters; default JAX's default float
+                (float64 when ``jax_enable_x64`` is on).
+        """
+        w_init, b_init = get_initializer(weight_init), get_initializer(bias_init)
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        keys = jax.random.split(key, 2 * len(self.layers))
+        return [
+            (
+                w_init(keys[2 * i], (layer.outs, layer.ins), dtype),
+                b_init(keys[2 * i + 1], (layer.outs,), dtype),
+            )
+            for i, layer in enumerate(self.layers)
+        ]
+
+    # Checks from static shapes: they run at trace time, so they work under jit.
+
+    def check_params(self, params: Params) -> None:
+        """Raise if ``params`` do not have the structure and shapes this network needs."""
+        if not isinstance(params, (list, tuple)):
+            raise TypeError(f"params must be a list of (W, b) tuples, got {type(params).__name__}")
+        if len(params) != len(self.layers):
+            raise ValueError(
+                f"params hold {len(params)} layers but the network has {len(self.layers)}"
+            )
+        for i, (layer, p) in enumerate(zip(self.layers, params)):
+            if not isinstance(p, (list, tuple)) or len(p) != 2:
+                raise TypeError(f"params[{i}] must be a (W, b) pair, got {type(p).__name__}")
+            W, b = p
+            if jnp.shape(W) != (layer.outs, layer.ins):
+                raise ValueError(
+                    f"layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
+                    f"got {jnp.shape(W)}"
+                )
+            if jnp.shape(b) != (layer.outs,):
+                raise ValueError(
+                    f"layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}"
+                )
+
+    def _input(self, params: Params, x: ArrayLike) -> jax.Array:
+        self.check_params(params)
+        shape, ins = jnp.shape(x), self.layers[0].ins
+        if len(shape) not in (1, 2):
+            raise ValueError(
+                f"x must have shape ({ins},) for one example or (batch, {ins}) for a batch, got "
+                f"{shape}; for more batch axes use jax.vmap"
+            )
+        if shape[-1] != ins:
+            raise ValueError(
+                f"x has last dimension {shape[-1]} but layer 0 expects {ins} inputs (x shape {shape})"
+            )
+        return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
+
+    def _target(self, x: jax.Array, t: ArrayLike) -> jax.Array:
+        self.loss_fn.check_target(x.shape[:-1] + (self.layers[-1].outs,), t)
+        t = jnp.asarray(t)
+        if jnp.issubdtype(t.dtype, jnp.floating):
+            t = t.astype(x.dtype)
+        return t
+
+    # The pure functions of params.
+
+    def forward(self, params: Params, x: ArrayLike) -> jax.Array:
+        """The network's output for ``x`` of shape (ins,) or (batch, ins)."""
+        x = self._input(params, x)
+        for layer, (W, b) in zip(self.layers, params):
+            x = layer.activation.f(affine(W, b, x))
+        return x
+
+    def loss(self, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
+        """The loss of one example, or the mean loss over a batch (a scalar)."""
+        x = self._input(params, x)
+        t = self._target(x, t)
+        return jnp.mean(self.loss_fn.loss(self.forward(params, x), t))
+
+    def backprop_trace(self, params: Params, x: ArrayLike, t: ArrayLike) -> Trace:
+        """Loss, gradients and the recursion's intermediate lists (``xs``, ``ys``, ``dxs``)."""
+        x = self._input(params, x)
+        t = self._target(x, t)
+        trace = backprop_trace(self.layers, self.loss_fn, params, x, t)
+        # Same containers as the params given (list or tuple), as jax.grad would.
+        grads = jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(trace.grads))
+        return trace._replace(grads=grads)
+
+    def value_and_backprop(self, params: Params, x: ArrayLike, t: ArrayLike) -> tuple[jax.Array, Grads]:
+        """``(loss, grads)`` by the hand-written recursion, like ``jax.value_and_grad(net.loss)``."""
+        trace = self.backprop_trace(params, x, t)
+        return trace.loss, trace.grads
+
+    def backprop(self, params: Params, x: ArrayLike, t: ArrayLike) -> Grads:
+        """Gradients of :meth:`loss` by the hand-written recursion, shaped like ``params``.
+
+        Equal to ``jax.grad(net.loss)(params, x, t)``. For a batch it is the
+        mean of the per-example gradients; for per-example gradients use
+        ``jax.vmap(net.backprop, in_axes=(None, 0, 0))``.
+        """
+        return self.backprop_trace(params, x, t).grads
