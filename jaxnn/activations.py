@@ -74,8 +74,8 @@ class LeakyReLU(Elementwise):
     At the kink ``y == 0`` the derivative is ``alpha``: ``f`` and ``df`` use
     the same predicate ``y > 0``, so this is also what ``jax.grad`` gives.
 
-    >>> LeakyReLU(0.1).df(jnp.array([-1.0, 0.0, 2.0])).tolist()
-    [0.10000000149011612, 0.10000000149011612, 1.0]
+    >>> LeakyReLU(0.5).df(jnp.array([-1.0, 0.0, 2.0])).tolist()
+    [0.5, 0.5, 1.0]
     """
 
     alpha: float = 0.1
