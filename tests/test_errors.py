@@ -1,0 +1,108 @@
+"""Bad input gets a clear error naming what was expected, what was got and where; under jit too."""
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import jaxnn
+
+
+@pytest.fixture
+def net():
+    return jaxnn.Network.from_sizes([3, 4, 2], [jaxnn.ReLU(), jaxnn.Identity()], jaxnn.MSELoss())
+
+
+@pytest.fixture
+def params(net):
+    return net.init(jax.random.key(0))
+
+
+def test_layers_that_do_not_fit():
+    with pytest.raises(ValueError, match=r"layers 1 and 2 do not fit: layer 1 has 5 outputs but layer 2 expects 4"):
+        jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.ReLU()), jaxnn.Layer(3, 5, jaxnn.ReLU()),
+                       jaxnn.Layer(4, 1, jaxnn.ReLU())], jaxnn.MSELoss())
+
+
+def test_bad_layers_and_networks():
+    with pytest.raises(ValueError, match="ins must be a positive int, got 0"):
+        jaxnn.Layer(0, 3, jaxnn.ReLU())
+    with pytest.raises(TypeError, match="activation must be a jaxnn Activation"):
+        jaxnn.Layer(2, 3, jax.nn.relu)
+    with pytest.raises(ValueError, match="at least one Layer"):
+        jaxnn.Network([], jaxnn.MSELoss())
+    with pytest.raises(TypeError, match="loss must be a jaxnn Loss"):
+        jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.ReLU())], "mse")
+    with pytest.raises(ValueError, match="2 layers need 2 activations, got 3"):
+        jaxnn.Network.from_sizes([1, 2, 3], [jaxnn.ReLU()] * 3, jaxnn.MSELoss())
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_input_width(net, params, jit):
+    backprop = jax.jit(net.backprop) if jit else net.backprop
+    with pytest.raises(ValueError, match=r"x has last dimension 5 but layer 0 expects 3 inputs"):
+        backprop(params, jnp.ones((4, 5)), jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"x must have shape \(3,\) for one example or \(batch, 3\)"):
+        backprop(params, jnp.ones((2, 4, 3)), jnp.zeros((2, 4, 2)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_mse_target_shape_and_labels(net, params, jit):
+    loss = jax.jit(net.loss) if jit else net.loss
+    with pytest.raises(ValueError, match=r"MSELoss expects a target of shape \(4, 2\).*got shape \(4, 3\)"):
+        loss(params, jnp.ones((4, 3)), jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"MSELoss needs targets of the output's shape \(4, 2\), got integer class labels"):
+        loss(params, jnp.ones((4, 3)), jnp.array([0, 1, 1, 0]))
+
+
+def test_cross_entropy_target_shapes():
+    net = jaxnn.Network.from_sizes([3, 2], jaxnn.Identity(), jaxnn.CrossEntropyLoss())
+    params = net.init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"integer labels of shape \(4,\).*got shape \(4, 1\)"):
+        net.backprop(params, jnp.ones((4, 3)), jnp.zeros((4, 1), jnp.int32))
+    with pytest.raises(ValueError, match=r"or probabilities of shape \(4, 2\), got float.* of shape \(4, 3\)"):
+        net.backprop(params, jnp.ones((4, 3)), jnp.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_params_that_do_not_fit(net, params, jit):
+    forward = jax.jit(net.forward) if jit else net.forward
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="params hold 1 layers but the network has 2"):
+        forward(params[:1], x)
+    with pytest.raises(ValueError, match=r"layer 1: W must have shape \(outs, ins\) = \(2, 4\), got \(4, 2\)"):
+        forward([params[0], (params[1][0].T, params[1][1])], x)
+    with pytest.raises(ValueError, match=r"layer 0: b must have shape \(outs,\) = \(4,\), got \(4, 1\)"):
+        forward([(params[0][0], params[0][1][:, None]), params[1]], x)
+    with pytest.raises(TypeError, match=r"params\[1\] must be a \(W, b\) pair"):
+        forward([params[0], params[1][0]], x)
+
+
+def test_params_of_the_wrong_kind(net):
+    with pytest.raises(TypeError, match="params must be a list of"):
+        net.forward({"W": jnp.ones((4, 3))}, jnp.ones(3))
+
+
+def test_unknown_gradients_mode(net, params):
+    with pytest.raises(ValueError, match=r"gradients must be one of \('manual', 'autodiff'\), got 'numeric'"):
+        jaxnn.make_train_step(net, optax.sgd(0.1), gradients="numeric")
+    with pytest.raises(ValueError, match="gradients must be one of"):
+        jaxnn.fit(net, params, jnp.ones((4, 3)), jnp.zeros((4, 2)), optimizer=optax.sgd(0.1), batch_size=2,
+                  gradients="finite")
+
+
+def test_fit_checks_before_running(net, params):
+    sgd = optax.sgd(0.1)
+    with pytest.raises(ValueError, match=r"same number of examples: x shape \(4, 3\), t shape \(5, 2\)"):
+        jaxnn.fit(net, params, jnp.ones((4, 3)), jnp.zeros((5, 2)), optimizer=sgd, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        jaxnn.fit(net, params, jnp.ones((4, 3)), jnp.zeros((4, 2)), optimizer=sgd, batch_size=0)
+    with pytest.raises(ValueError, match="x has last dimension 2 but layer 0 expects 3"):
+        jaxnn.fit(net, params, jnp.ones((4, 2)), jnp.zeros((4, 2)), optimizer=sgd, batch_size=2)
+    with pytest.raises(ValueError, match=r"fit expects x of shape \(n, ins\), got shape \(3,\)"):
+        jaxnn.fit(net, params, jnp.ones(3), jnp.zeros(2), optimizer=sgd, batch_size=1)
+
+
+def test_unknown_initializer(net):
+    with pytest.raises(ValueError, match="unknown initializer 'kaiming'"):
+        net.init(jax.random.key(0), weight_init="kaiming")
