@@ -119,3 +119,14 @@ def test_train_step_is_jitted_and_loss_is_before_the_update():
     np.testing.assert_allclose(loss, net.loss(params, x, t), rtol=1e-12)
     assert net.loss(new, x, t) < loss
     assert hasattr(step, "lower")  # a jax.jit-wrapped function
+
+
+def test_fit_with_progress_bar_and_zero_epochs(capsys):
+    net, params, x, t = quadrant_problem(16)
+    trained, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=2,
+                                 progress=True)
+    assert history["loss"].shape == (2,)
+    assert "fit" in capsys.readouterr().err
+    same, empty = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=0)
+    assert empty["loss"].shape == (0,)
+    assert_trees_close(same, params, rtol=0, atol=0)
