@@ -71,9 +71,9 @@ def main():
     else:
         t = jax.random.randint(t_key, (args.batch,), 0, net.sizes[-1])
 
-    manual = net.backprop(params, x, t)
-    auto = jax.grad(net.loss)(params, x, t)
-    numeric = finite_differences(lambda p: net.loss(p, x, t), params, args.eps)
+    manual = jax.jit(net.backprop)(params, x, t)
+    auto = jax.jit(jax.grad(net.loss))(params, x, t)
+    numeric = jax.jit(lambda p: finite_differences(lambda q: net.loss(q, x, t), p, args.eps))(params)
 
     print(f"network {'-'.join(map(str, net.sizes))}, {', '.join(args.activations)}, {args.loss} loss, "
           f"batch of {args.batch}, float64, eps {args.eps:g}")

@@ -66,14 +66,14 @@ def main():
     for i, manual, auto, diff in gradient_table(net, params, x, y):
         print(f"{i:>5}  {manual:>12.6e}  {auto:>13.6e}  {diff:>16.1e}")
 
-    print(f"loss before training: {float(net.loss(params, x, y)):.3e}")
+    print(f"loss before training: {float(net.loss(params, x, y)):.4e}")
     start = time.perf_counter()
     # An epoch on a single example is one SGD step, so the 10,000 epochs are one
     # pass over 10,000 copies of it: the same updates, in one jitted call.
     copies = lambda a: jnp.broadcast_to(a, (args.epochs,) + a.shape)
     trained, history = jaxnn.fit(net, params, copies(x), copies(y), optimizer=optax.sgd(args.lr), batch_size=1)
     print(f"trained {args.epochs:,} epochs in {time.perf_counter() - start:.2f} s")
-    print(f"loss after training: {float(net.loss(trained, x, y)):.3e}")
+    print(f"loss after training: {float(net.loss(trained, x, y)):.4e}")
     print(f"{'y':>8}  {'y_hat':>8}")
     for target, out in zip(y.tolist(), net.forward(trained, x).tolist()):
         print(f"{target:>8.4f}  {out:>8.4f}")

@@ -49,9 +49,9 @@ def dp_sgd_step(net, params, x, t, key, *, clip, noise, lr):
 
 def loop_reference(net, params, x, t, clip):
     """The same per-example gradients and clipped mean, one example at a time in Python."""
-    grads, total = [], None
+    grads, total, backprop = [], None, jax.jit(net.backprop)
     for xi, ti in zip(x, t):
-        g = net.backprop(params, xi, ti)
+        g = backprop(params, xi, ti)
         norm = jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(g)))
         clipped = jax.tree.map(lambda leaf: leaf * jnp.minimum(1.0, clip / norm), g)
         total = clipped if total is None else jax.tree.map(jnp.add, total, clipped)
