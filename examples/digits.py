@@ -116,8 +116,8 @@ def main():
         )
         seconds = time.perf_counter() - start
         histories[name] = history["loss"]
-        before, after = accuracy(net, params, x_test, y_test), accuracy(net, trained[name], x_test, y_test)
-        results[name] = (net, before, after, seconds)
+        before = accuracy(net, params, x_test, y_test)
+        results[name] = (net, before, accuracy(net, trained[name], x_test, y_test), seconds)
 
     print(f"\n{'-'.join(map(str, sizes))}, {args.epochs} epochs of per-example SGD at lr {args.lr}:")
     print(f"{'configuration':<14} {'before':>7} {'after':>7} {'seconds':>8}")

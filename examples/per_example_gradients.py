@@ -9,7 +9,8 @@ the vmapped gradients and the clipped mean against a plain Python loop over
 the examples, then trains a 64-16-16-10 net on scikit-learn's 8x8 digits
 with this update.
 
-    python examples/per_example_gradients.py [--batch 64] [--clip 1.0] [--noise 1.0] [--steps 1500] [--lr 0.5]
+    python examples/per_example_gradients.py [--batch 64] [--clip 1.0] [--noise 1.0]
+                                             [--steps 1500] [--lr 0.5] [--seed 0]
 """
 
 import argparse
@@ -43,7 +44,8 @@ def dp_sgd_step(net, params, x, t, key, *, clip, noise, lr):
     mean = clipped_mean(per_example_grads(net, params, x, t), clip)
     leaves, tree = jax.tree.flatten(mean)
     keys = jax.random.split(key, len(leaves))
-    noisy = [g + noise * clip / len(x) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
+    std = noise * clip / len(x)
+    noisy = [g + std * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
     return jax.tree.map(lambda p, g: p - lr * g, params, jax.tree.unflatten(tree, noisy))
 
 
@@ -76,9 +78,8 @@ def main():
     digits = load_digits()
     x, y = jnp.asarray(digits.data, jnp.float32) / 16.0, jnp.asarray(digits.target, jnp.int32)
     x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
-    net = jaxnn.Network.from_sizes(
-        (64, 16, 16, 10), [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), jaxnn.Identity()], jaxnn.CrossEntropyLoss()
-    )
+    activations = [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), jaxnn.Identity()]
+    net = jaxnn.Network.from_sizes((64, 16, 16, 10), activations, jaxnn.CrossEntropyLoss())
     init_key, batch_key, train_key = jax.random.split(jax.random.key(args.seed), 3)
     params = net.init(init_key)
 
@@ -114,8 +115,8 @@ def main():
     print(f"test accuracy before DP-SGD training: {accuracy(params):.1%}")
     start = time.perf_counter()
     trained = jax.block_until_ready(jax.jit(train)(params, train_key))
-    print(f"DP-SGD, {args.steps} steps of {args.batch} (clip {args.clip}, noise multiplier {args.noise}, "
-          f"lr {args.lr}) in {time.perf_counter() - start:.2f} s")
+    print(f"DP-SGD, {args.steps} steps of {args.batch} (clip {args.clip}, "
+          f"noise multiplier {args.noise}, lr {args.lr}) in {time.perf_counter() - start:.2f} s")
     print(f"test accuracy after DP-SGD training: {accuracy(trained):.1%}")
 
 

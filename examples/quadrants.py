@@ -12,7 +12,8 @@ are trained at once with ``jax.vmap`` (each run is one ``lax.scan`` of the
 jitted train step), and the restart most accurate on 10,000 validation
 points, drawn apart from the test points, is the one reported.
 
-    python examples/quadrants.py [--restarts 16] [--steps 99000] [--lr 0.05] [--seed 0] [--plot quadrants.png]
+    python examples/quadrants.py [--restarts 16] [--steps 99000] [--lr 0.05] [--seed 0]
+                                 [--plot quadrants.png]
 """
 
 import argparse
@@ -83,8 +84,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=99_000, help="per-example SGD steps per restart")
     parser.add_argument("--test", type=int, default=1_000, help="held-out test points")
-    parser.add_argument("--validation", type=int, default=10_000, help="points to pick the best restart on")
-    parser.add_argument("--restarts", type=int, default=16, help="independent initialisations trained at once")
+    parser.add_argument("--validation", type=int, default=10_000, help="points picking the best restart")
+    parser.add_argument("--restarts", type=int, default=16, help="independent runs trained at once")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="FILE.png", help="save the decision regions before/after")

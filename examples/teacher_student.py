@@ -57,7 +57,7 @@ def make_train_student(student, epochs, key):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
-    parser.add_argument("--epochs", type=int, default=20, help="epochs for the teacher and for each student")
+    parser.add_argument("--epochs", type=int, default=20, help="for the teacher and each student")
     parser.add_argument("--teacher-lr", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -65,9 +65,8 @@ def main():
     data_key, teacher_key, student_key, shuffle_key = jax.random.split(jax.random.key(args.seed), 4)
     x_train, y_train, x_test, y_test = load(data_key)
 
-    teacher = jaxnn.Network.from_sizes(
-        (64, 16, 16, 10), [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), jaxnn.Identity()], jaxnn.CrossEntropyLoss()
-    )
+    activations = [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), jaxnn.Identity()]
+    teacher = jaxnn.Network.from_sizes((64, 16, 16, 10), activations, jaxnn.CrossEntropyLoss())
     start = time.perf_counter()
     teacher_params, _ = jaxnn.fit(
         teacher, teacher.init(teacher_key), x_train, y_train, optimizer=optax.sgd(args.teacher_lr),
@@ -85,13 +84,15 @@ def main():
     train = make_train_student(student, args.epochs, shuffle_key)
     lrs = jnp.asarray(args.lrs)
     start = time.perf_counter()
-    students = jax.jit(jax.vmap(train, in_axes=(0, None, None, None)))(lrs, start_params, x_train, soft_targets)
+    train_all = jax.jit(jax.vmap(train, in_axes=(0, None, None, None)))  # one run per learning rate
+    students = train_all(lrs, start_params, x_train, soft_targets)
     jax.block_until_ready(students)
     print(f"{len(args.lrs)} students (64-10 sigmoid, MSE to the teacher's outputs) trained at once in "
           f"{time.perf_counter() - start:.2f} s")
 
     student_test = jax.vmap(predictions, in_axes=(None, 0, None))(student, students, x_test)
-    print(f"{'student lr':>10}  {'student accuracy':>16}  {'teacher accuracy':>16}  {'agrees with teacher':>19}")
+    print(f"{'student lr':>10}  {'student accuracy':>16}  {'teacher accuracy':>16}  "
+          f"{'agrees with teacher':>19}")
     for lr, guess in zip(args.lrs, student_test):
         print(f"{lr:>10g}  {float(jnp.mean(guess == y_test)):>16.1%}  {teacher_accuracy:>16.1%}  "
               f"{float(jnp.mean(guess == teacher_test)):>19.1%}")

@@ -7,7 +7,7 @@ Features and target are standardised on the training split; the script
 prints the test MSE and R^2 before and after training, next to the least
 squares line's as a reference.
 
-    python examples/two_layer.py [--hidden 16] [--epochs 300] [--batch-size 32] [--lr 0.05] [--seed 0]
+    python examples/two_layer.py [--hidden 16] [--epochs 200] [--batch-size 32] [--lr 0.02] [--seed 0]
 """
 
 import argparse
@@ -47,9 +47,9 @@ def least_squares(x_train, y_train, x_test):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -66,15 +66,16 @@ def main():
         f"test MSE {when} training: {float(net.loss(p, x_test, y_test)):.3f} "
         f"(R^2 {r_squared(net.forward(p, x_test), y_test):.3f})"
     )
-    print(f"diabetes: {len(x_train)} training and {len(x_test)} test patients, 10 features, target standardised")
+    print(f"diabetes: {len(x_train)} training and {len(x_test)} test patients, 10 features")
     report("before", params)
     start = time.perf_counter()
     trained, history = jaxnn.fit(
         net, params, x_train, y_train, optimizer=optax.sgd(args.lr), batch_size=args.batch_size,
         epochs=args.epochs, key=shuffle_key, progress=True,
     )
+    loss = history["loss"]
     print(f"trained {args.epochs} epochs of minibatches of {args.batch_size} in "
-          f"{time.perf_counter() - start:.2f} s; training loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
+          f"{time.perf_counter() - start:.2f} s; training loss {loss[0]:.3f} -> {loss[-1]:.3f}")
     report("after", trained)
     reference = least_squares(x_train, y_train, x_test)
     print(f"least squares line for reference: test MSE {float(jnp.mean((reference - y_test) ** 2)):.3f} "

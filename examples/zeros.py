@@ -41,7 +41,8 @@ def main():
         net, params, x_train, jnp.zeros((args.steps, 3)), optimizer=optax.sgd(args.lr), batch_size=1
     )
     jax.block_until_ready(trained)
-    print(f"trained {args.steps:,} per-example steps in {time.perf_counter() - start:.2f} s (compile included)")
+    seconds = time.perf_counter() - start
+    print(f"trained {args.steps:,} per-example steps in {seconds:.2f} s (compile included)")
     after = summed_loss(net, trained, jax.random.normal(after_key, (100, 2)))
     print(f"summed loss over 100 fresh inputs after training: {after:.4f}")
 

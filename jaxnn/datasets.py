@@ -48,7 +48,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
         raise ValueError(
             f"{name} is not an IDX file: expected the magic number 0x00 0x00 <type> <ndim> with "
-            f"type one of {', '.join(f'0x{k:02X}' for k in _TYPES)}, got {data[:4].hex(' ') or 'no bytes'}"
+            f"type one of {', '.join(f'0x{k:02X}' for k in _TYPES)}, "
+            f"got {data[:4].hex(' ') or 'no bytes'}"
         )
     dtype, ndim = _TYPES[data[2]], data[3]
     header = 4 + 4 * ndim
@@ -90,7 +91,9 @@ def _find(directory: Path, stem: str) -> Path:
     for name in names:
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(f"no MNIST file {stem}-idx?-ubyte[.gz] in {directory} (looked for {', '.join(names)})")
+    raise FileNotFoundError(
+        f"no MNIST file {stem}-idx?-ubyte[.gz] in {directory} (looked for {', '.join(names)})"
+    )
 
 
 def load_mnist(directory: str | os.PathLike, split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
