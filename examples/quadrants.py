@@ -4,8 +4,8 @@ A 2-3-2 LeakyReLU network with MSE is trained by per-example SGD (lr 0.05) on
 99,000 points of the square [-2, 2]^2, and its accuracy on 1,000 held-out
 test points is printed before and after, as in the article.
 
-So small a network often settles in a poor local minimum (about 83% correct,
-one quadrant boundary missed), depending on its initial weights and on the
+So small a network often settles in a poor local minimum (60-89% correct, a
+quadrant boundary misplaced), depending on its initial weights and on the
 order of its examples. So several independent restarts, each the article's
 exact run with its own initial weights and its own 99,000 training points,
 are trained at once with ``jax.vmap`` (each run is one ``lax.scan`` of the

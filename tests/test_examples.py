@@ -23,7 +23,8 @@ pytest.importorskip("tqdm")
 
 def run(script, *args):
     """Run ``examples/<script>`` with ``args`` and return its standard output."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # this checkout's jaxnn first
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), *map(str, args)],
         capture_output=True, text=True, env=env, timeout=300,
