@@ -10,7 +10,9 @@ hidden layers are LeakyReLU, and the four configurations of the series are
     sigmoid+xent    Sigmoid output, softmax cross-entropy on it
     linear+xent     linear output (logits), softmax cross-entropy
 
-each trained by per-example SGD from the same initial weights; the script
+each trained by per-example SGD from the same initial weights. (The loss of
+sigmoid+xent cannot fall far: a softmax of values in (0, 1) is never
+confident, though its argmax can be right.) The script
 prints one table of test accuracy before and after. ``--plot FILE.png`` saves
 the loss curves and the best configuration's misclassified test digits.
 
