@@ -12,9 +12,9 @@ hidden layers are LeakyReLU, and the four configurations of the series are
 
 each trained by per-example SGD from the same initial weights. (The loss of
 sigmoid+xent cannot fall far: a softmax of values in (0, 1) is never
-confident, though its argmax can be right.) The script
-prints one table of test accuracy before and after. ``--plot FILE.png`` saves
-the loss curves and the best configuration's misclassified test digits.
+confident, though its argmax can be right.) The script prints one table of
+test accuracy before and after. ``--plot FILE.png`` saves the loss curves and
+the best configuration's misclassified test digits.
 
     python examples/digits.py [--epochs 40] [--lr 0.02] [--seed 0] [--mnist DIR] [--plot digits.png]
 """
