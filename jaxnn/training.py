@@ -132,9 +132,15 @@ def _mesh(devices, batch_size: int) -> Mesh | None:
     return Mesh(np.array(devices), (_BATCH_AXIS,))
 
 
-def _own_copy(tree):
-    """Fresh buffers for every leaf, safe to donate: the caller keeps the originals."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+@functools.partial(jax.jit, static_argnames="optimizer")
+def _start(optimizer, params):
+    """A private copy of ``params`` and a fresh optimizer state, in one call.
+
+    The outputs are new buffers, so ``_epoch`` may donate them while the
+    caller's ``params`` stay valid.
+    """
+    params = jax.tree.map(jnp.copy, params)
+    return params, optimizer.init(params)
 
 
 def fit(
@@ -207,8 +213,7 @@ def fit(
     batch_size = int(batch_size)
     mesh = None if devices is None else _mesh(devices, batch_size)
 
-    params = _own_copy(params)
-    opt_state = _own_copy(optimizer.init(params))
+    params, opt_state = _start(optimizer, params)
     keys = [None] * epochs if key is None else list(jax.random.split(key, epochs))
     if devices is not None:
         place = devices[0] if mesh is None else NamedSharding(mesh, PartitionSpec())
@@ -231,5 +236,5 @@ def fit(
             epoch_iter.set_postfix(loss=f"{float(loss):.4g}")
     if mesh is not None:
         params = jax.device_put(params, devices[0])
-    history = {"loss": np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))}
+    history = {"loss": np.asarray(jax.device_get(losses)) if losses else np.zeros((0,))}
     return params, history

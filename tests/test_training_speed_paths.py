@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn.training import _epoch
+from jaxnn.training import _epoch, _start
 
 from tests.helpers import assert_trees_close
 
@@ -58,8 +58,8 @@ def test_an_epoch_never_talks_to_the_host():
     args = (net, optimizer, "manual", 8, None)
     key = jax.random.key(0)
     # Compile first (constants move then), then run again with every implicit transfer forbidden.
-    jax.block_until_ready(_epoch(*args, jaxnn.training._own_copy(params), optimizer.init(params), x, t, key))
-    state = (jaxnn.training._own_copy(params), optimizer.init(params))
+    jax.block_until_ready(_epoch(*args, *_start(optimizer, params), x, t, key))
+    state = _start(optimizer, params)
     with jax.transfer_guard("disallow"):
         jax.block_until_ready(_epoch(*args, *state, x, t, key))
 
@@ -86,8 +86,7 @@ def test_make_train_step_donates_only_when_asked():
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(params))
 
     donated = jaxnn.make_train_step(net, optimizer, donate=True)
-    mine = jaxnn.training._own_copy(params)
-    state = optimizer.init(mine)
+    mine, state = _start(optimizer, params)
     got = donated(mine, state, x, t)
     assert_trees_close(got, expected, rtol=0, atol=0)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves((mine, state)))
