@@ -27,14 +27,39 @@ def _check_mode(gradients: str) -> None:
         raise ValueError(f"gradients must be one of {GRADIENT_MODES}, got {gradients!r}")
 
 
-def _value_and_grad(net: Network, gradients: str) -> Callable:
-    if gradients == "manual":
-        return net.value_and_backprop
-    return jax.value_and_grad(net.loss)
+def _check_batch_split(batch_split) -> int:
+    if isinstance(batch_split, bool) or not isinstance(batch_split, (int, np.integer)) or batch_split < 1:
+        raise ValueError(f"batch_split must be a positive int, got {batch_split!r}")
+    return int(batch_split)
 
 
-def _step(net, optimizer, gradients, params, opt_state, x, t):
-    loss, grads = _value_and_grad(net, gradients)(params, x, t)
+def _value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callable:
+    """``(params, x, t) -> (loss, grads)``, the batch optionally cut into independent parts.
+
+    With ``batch_split = k`` and a batch of ``k m`` examples, the loss and
+    gradients are the mean over the ``k`` parts of each part's mean, which is
+    the mean over the whole batch. The parts share no computation, so XLA may
+    run them at the same time (its CPU runtime runs independent matrix
+    products on separate cores). Batches that do not split evenly, and single
+    examples, are not split.
+    """
+    value_and_grad = net.value_and_backprop if gradients == "manual" else jax.value_and_grad(net.loss)
+    if batch_split == 1:
+        return value_and_grad
+
+    def split_value_and_grad(params, x, t):
+        if jnp.ndim(x) != 2 or jnp.shape(x)[0] % batch_split:
+            return value_and_grad(params, x, t)
+        parts = [value_and_grad(params, xi, ti)
+                 for xi, ti in zip(jnp.split(x, batch_split), jnp.split(t, batch_split))]
+        mean = lambda *values: sum(values) / batch_split  # noqa: E731
+        return jax.tree.map(mean, *parts)
+
+    return split_value_and_grad
+
+
+def _step(net, optimizer, gradients, batch_split, params, opt_state, x, t):
+    loss, grads = _value_and_grad(net, gradients, batch_split)(params, x, t)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -45,6 +70,7 @@ def make_train_step(
     gradients: str = "manual",
     *,
     donate: bool = False,
+    batch_split: int = 1,
 ) -> Callable:
     """A jitted ``step(params, opt_state, x, t) -> (params, opt_state, loss)``.
 
@@ -59,6 +85,8 @@ def make_train_step(
             passed in are then deleted, so only use it as
             ``params, opt_state = step(params, opt_state, x, t)`` and never
             pass in arrays you want to keep. Off by default.
+        batch_split: compute each batch's gradient as the mean over this
+            many equal, independent parts (see :func:`fit`); 1 by default.
 
     ``loss`` is the loss at the parameters given, before the update. ``x`` is
     one example (ins,) or a batch (batch, ins).
@@ -66,7 +94,7 @@ def make_train_step(
     _check_mode(gradients)
     if not isinstance(net, Network):
         raise TypeError(f"net must be a jaxnn.Network, got {type(net).__name__}")
-    step = functools.partial(_step, net, optimizer, gradients)
+    step = functools.partial(_step, net, optimizer, gradients, _check_batch_split(batch_split))
     return jax.jit(step, donate_argnums=(0, 1) if donate else ())
 
 
@@ -75,10 +103,10 @@ def make_train_step(
 # nothing the caller holds is ever invalidated.
 @functools.partial(
     jax.jit,
-    static_argnames=("net", "optimizer", "gradients", "batch_size", "mesh"),
+    static_argnames=("net", "optimizer", "gradients", "batch_size", "batch_split", "mesh"),
     donate_argnames=("params", "opt_state"),
 )
-def _epoch(net, optimizer, gradients, batch_size, mesh, params, opt_state, x, t, key):
+def _epoch(net, optimizer, gradients, batch_size, batch_split, mesh, params, opt_state, x, t, key):
     """One pass over the data: a lax.scan over full minibatches, then the remainder.
 
     With a ``mesh``, every full minibatch is split over its devices along the
@@ -89,7 +117,7 @@ def _epoch(net, optimizer, gradients, batch_size, mesh, params, opt_state, x, t,
     if key is not None:
         order = jax.random.permutation(key, n)
         x, t = x[order], t[order]
-    step = functools.partial(_step, net, optimizer, gradients)
+    step = functools.partial(_step, net, optimizer, gradients, batch_split)
 
     def body(carry, batch):
         params, opt_state, loss = step(*carry, *batch)
@@ -155,6 +183,7 @@ def fit(
     key: jax.Array | None = None,
     gradients: str = "manual",
     progress: bool = False,
+    batch_split: int = 1,
     devices: Sequence[jax.Device] | None = None,
 ) -> tuple[Params, dict[str, np.ndarray]]:
     """Train ``params`` on ``(x, t)`` by minibatch gradient descent; each epoch is one jitted call.
@@ -182,6 +211,13 @@ def fit(
             ``None`` keeps the given order.
         gradients: ``"manual"`` (the hand-written recursion) or ``"autodiff"``.
         progress: show a tqdm progress bar over epochs (needs ``tqdm``).
+        batch_split: compute each minibatch's loss and gradient as the mean
+            over this many equal parts that share no computation, so XLA can
+            run them concurrently: on a CPU its runtime then puts the parts'
+            matrix products on separate cores, which it does not do for one
+            product of these sizes. The same training up to rounding;
+            ``batch_size`` must be a multiple of it (a smaller last minibatch
+            that is not is computed whole). 1 (the default) does not split.
         devices: data parallelism: with several devices (e.g.
             ``jax.devices()``) each minibatch is split evenly over them, the
             parameters are replicated and the gradients summed across devices,
@@ -211,6 +247,12 @@ def fit(
     net.check_params(params)
     net._target(net._input(params, x), t)  # shape errors now, before anything runs
     batch_size = int(batch_size)
+    batch_split = _check_batch_split(batch_split)
+    if batch_size % batch_split:
+        raise ValueError(
+            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, "
+            f"batch_split {batch_split}"
+        )
     mesh = None if devices is None else _mesh(devices, batch_size)
 
     params, opt_state = _start(optimizer, params)
@@ -229,7 +271,7 @@ def fit(
             # Donation only saves copies; where a backend cannot use it, say nothing.
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             params, opt_state, loss = _epoch(
-                net, optimizer, gradients, batch_size, mesh, params, opt_state, x, t, keys[e]
+                net, optimizer, gradients, batch_size, batch_split, mesh, params, opt_state, x, t, keys[e]
             )
         losses.append(loss)
         if progress:

@@ -55,7 +55,7 @@ def test_a_second_fit_with_the_same_shapes_does_not_trace_again():
 def test_an_epoch_never_talks_to_the_host():
     net, params, x, t = small_problem()
     optimizer = optax.sgd(0.1)
-    args = (net, optimizer, "manual", 8, None)
+    args = (net, optimizer, "manual", 8, 1, None)
     key = jax.random.key(0)
     # Compile first (constants move then), then run again with every implicit transfer forbidden.
     jax.block_until_ready(_epoch(*args, *_start(optimizer, params), x, t, key))
