@@ -101,6 +101,42 @@ def test_fit_manual_and_autodiff_train_identically():
     np.testing.assert_allclose(h_manual["loss"], h_auto["loss"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("gradients", ["manual", "autodiff"])
+def test_batch_split_trains_like_the_whole_batch(gradients):
+    net, params, x, t = small_problem(n=45)  # 5 batches of 8, then a last batch of 5 that is not split
+    kwargs = dict(optimizer=optax.adam(1e-2), batch_size=8, epochs=2, key=jax.random.key(2), gradients=gradients)
+    whole, h_whole = jaxnn.fit(net, params, x, t, **kwargs)
+    for parts in (2, 4):
+        split, h_split = jaxnn.fit(net, params, x, t, batch_split=parts, **kwargs)
+        assert_trees_close(split, whole, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(h_split["loss"], h_whole["loss"], rtol=1e-12)
+
+
+def test_batch_split_makes_independent_parts():
+    net, params, x, t = small_problem(n=8)
+    optimizer = optax.sgd(0.1)
+    state = optimizer.init(params)
+
+    def products(batch_split):
+        step = jaxnn.make_train_step(net, optimizer, batch_split=batch_split)
+        jaxpr = jax.make_jaxpr(step)(params, state, x, t)
+        return str(jaxpr).count("dot_general")
+
+    assert products(2) == 2 * products(1) > 0
+    step = jaxnn.make_train_step(net, optimizer, batch_split=2)
+    assert_trees_close(step(params, state, x, t), jaxnn.make_train_step(net, optimizer)(params, state, x, t),
+                       rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_split, match", [(3, "batch_size must be a multiple of batch_split"),
+                                                 (0, "batch_split must be a positive int"),
+                                                 (2.0, "batch_split must be a positive int")])
+def test_batch_split_is_checked(batch_split, match):
+    net, params, x, t = small_problem()
+    with pytest.raises(ValueError, match=match):
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, batch_split=batch_split)
+
+
 def test_one_device_in_devices_is_the_default_path():
     net, params, x, t = small_problem()
     kwargs = dict(optimizer=optax.sgd(0.1), batch_size=8, epochs=2)
