@@ -52,7 +52,10 @@ def _value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Calla
             return value_and_grad(params, x, t)
         parts = [value_and_grad(params, xi, ti)
                  for xi, ti in zip(jnp.split(x, batch_split), jnp.split(t, batch_split))]
-        mean = lambda *values: sum(values) / batch_split  # noqa: E731
+
+        def mean(*values):
+            return sum(values) / batch_split
+
         return jax.tree.map(mean, *parts)
 
     return split_value_and_grad

@@ -37,19 +37,26 @@ def small_problem(n=40, seed=0):
     return net, net.init(kp), jax.random.normal(kx, (n, 3)), jax.random.randint(kt, (n,), 0, 2)
 
 
+def compiled_epochs():
+    """How many versions of the epoch jit holds, where this jax says (None otherwise)."""
+    return _epoch._cache_size() if hasattr(_epoch, "_cache_size") else None
+
+
 def test_a_second_fit_with_the_same_shapes_does_not_trace_again():
     net, params, x, t = small_problem()
     optimizer = optax.adam(1e-2)
+    before = len(TRACES)
     jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=8, epochs=2)
-    traced, cached = len(TRACES), _epoch._cache_size()
-    assert traced > 0
-    # New values, more epochs, a shuffle key of the same kind: the compiled epoch is reused.
+    traced, cached = len(TRACES), compiled_epochs()
+    assert traced > before
+    # New values, more epochs: the compiled epoch is reused.
     _, other_params, other_x, other_t = small_problem(seed=1)
     jaxnn.fit(net, other_params, other_x, other_t, optimizer=optimizer, batch_size=8, epochs=3)
-    assert len(TRACES) == traced and _epoch._cache_size() == cached
+    assert len(TRACES) == traced and compiled_epochs() == cached
     # The counter does see a real change of static configuration.
     jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=4)
-    assert len(TRACES) > traced and _epoch._cache_size() == cached + 1
+    assert len(TRACES) > traced
+    assert cached is None or compiled_epochs() == cached + 1
 
 
 def test_an_epoch_never_talks_to_the_host():
