@@ -69,6 +69,20 @@ def numpy_products(Ws, xs):
             W -= 1e-6 * g
 
 
+def torch_model(params):
+    """The same network in PyTorch, starting from the same parameters."""
+    import torch
+
+    layers = []
+    for (W, b), nonlinear in zip(params, (True, True, False)):
+        linear = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.array(W)))
+            linear.bias.copy_(torch.from_numpy(np.array(b)))
+        layers += [linear, torch.nn.ReLU()] if nonlinear else [linear]
+    return torch.nn.Sequential(*layers)
+
+
 def torch_cases(params, xs_np, ts_np, threads):
     """PyTorch eager training and the PyTorch (MKL) products alone, or {} without torch."""
     try:
@@ -86,14 +100,7 @@ def torch_cases(params, xs_np, ts_np, threads):
                 for W, g in zip(Ws, _linear_chain(torch.mm, torch.t, x, Ws)):
                     W.sub_(1e-6 * g)
 
-    layers = []
-    for (W, b), nonlinear in zip(params, (True, True, False)):
-        linear = torch.nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.array(W)))
-            linear.bias.copy_(torch.from_numpy(np.array(b)))
-        layers += [linear, torch.nn.ReLU()] if nonlinear else [linear]
-    model = torch.nn.Sequential(*layers)
+    model = torch_model(params)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
 
