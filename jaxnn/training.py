@@ -226,7 +226,10 @@ def fit(
             parameters are replicated and the gradients summed across devices,
             which gives the same training as on one device up to rounding.
             ``batch_size`` must then be a multiple of ``len(devices)``.
-            ``None`` (the default) runs on the default device.
+            ``None`` (the default) runs on the default device. Meant for
+            several accelerators: between CPU devices of one host the
+            per-step sum of gradients costs more than it saves, so there
+            use ``batch_split`` (README, Performance).
 
     Returns:
         ``(params, history)`` with ``history["loss"]`` the mean training loss
