@@ -23,6 +23,15 @@ from jaxnn.activations import (
     Tanh,
 )
 from jaxnn.backprop import Trace
+from jaxnn.checking import (
+    Comparison,
+    ComponentCheck,
+    GradientCheckError,
+    GradientReport,
+    GradientRow,
+    Tolerances,
+    check_gradients,
+)
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
@@ -33,8 +42,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "Comparison",
+    "ComponentCheck",
     "CrossEntropyLoss",
     "Elementwise",
+    "GradientCheckError",
+    "GradientReport",
+    "GradientRow",
     "Grads",
     "Identity",
     "Layer",
@@ -47,8 +61,10 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Tolerances",
     "Trace",
     "articles_normal",
+    "check_gradients",
     "fit",
     "get_initializer",
     "make_train_step",
