@@ -32,9 +32,12 @@ from jaxnn.checking import (
     Tolerances,
     check_gradients,
 )
+from jaxnn.custom_grad import loss_with_backprop
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
+from jaxnn.per_example import clipped_mean_grad, per_example_grad_norms, per_example_grads
+from jaxnn.second_order import hessian, hvp
 from jaxnn.training import fit, make_train_step
 from jaxnn.typing import Grads, Params
 
@@ -65,7 +68,13 @@ __all__ = [
     "Trace",
     "articles_normal",
     "check_gradients",
+    "clipped_mean_grad",
     "fit",
     "get_initializer",
+    "hessian",
+    "hvp",
+    "loss_with_backprop",
     "make_train_step",
+    "per_example_grad_norms",
+    "per_example_grads",
 ]
