@@ -254,3 +254,10 @@ def test_random_architectures_pass(sizes, acts, batch, seed):
     t = jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
     report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
     assert report.ok, str(report)
+
+
+def test_research_tools_are_public():
+    for name in ["check_gradients", "GradientReport", "GradientRow", "Comparison", "ComponentCheck",
+                 "Tolerances", "GradientCheckError", "loss_with_backprop", "hvp", "hessian",
+                 "per_example_grads", "per_example_grad_norms", "clipped_mean_grad"]:
+        assert name in jaxnn.__all__ and hasattr(jaxnn, name), name
