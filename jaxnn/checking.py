@@ -488,7 +488,11 @@ def _diagnose(net, rows, components, jit_cmp) -> str:
     if failing:
         last = max(r.layer for r in failing)
         names = {r.param for r in failing if r.layer == last}
-        later = f"layers {last + 1}..{n - 1} agree, so " if last < n - 1 else ""
+        later = ""
+        if last == n - 2:
+            later = f"layer {n - 1} agrees, so "
+        elif last < n - 2:
+            later = f"layers {last + 1}..{n - 1} agree, so "
         if names == {"W"}:
             where = f"its db is right, so look at dW = db x^T of layer {last}"
         elif names == {"b"}:
