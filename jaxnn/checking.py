@@ -70,8 +70,9 @@ class Tolerances(NamedTuple):
     largest entry ``max(|a|, |b|)``, but at least ``sqrt(eps) *`` the largest
     gradient entry of the whole network (so rows that are pure rounding noise
     do not fail). A row passes when that scaled error is at most ``same``
-    (hand-written vs autodiff) or ``fd`` (anything vs finite differences,
-    which may also be off by ``fd_atol`` in absolute terms).
+    (hand-written vs autodiff) or ``fd`` (anything vs finite differences;
+    there the scale is at least ``fd_atol / fd``, since rounding in the
+    differences is absolute, about ``eps64 |L| / h``).
     """
 
     dtype: str
@@ -91,7 +92,7 @@ class Comparison(NamedTuple):
         worst: index of the entry with the largest absolute error.
         error: ``max_abs`` divided by the row's scale; compared with ``tol``.
         tol: the tolerance on ``error``.
-        ok: whether ``error <= tol`` (plus ``atol`` for finite differences).
+        ok: whether ``error <= tol``.
         checked: how many entries were compared.
         skipped: entries left out (finite differences across a kink).
     """
@@ -192,10 +193,11 @@ def _compare(test, ref, scale_floor, tol, atol=0.0, mask=None) -> Comparison:
     size = np.maximum(np.abs(test), np.abs(ref))
     rel = np.divide(diff, size, out=np.zeros_like(diff), where=size > 0)
     max_abs = float(diff.max()) if diff.size else 0.0
-    scale = max(float(size.max()) if size.size else 0.0, scale_floor)
+    # An absolute allowance atol acts as a floor on the scale, so that ok is exactly error <= tol.
+    scale = max(float(size.max()) if size.size else 0.0, scale_floor, atol / tol)
     error = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.size else ()
-    ok = bool(max_abs <= tol * scale + atol)
+    ok = bool(max_abs <= tol * scale)
     return Comparison(max_abs, float(rel.max()) if rel.size else 0.0, worst, error, tol, ok,
                       int(diff.size) - skipped, skipped)
 
@@ -218,8 +220,8 @@ def tolerances_for(dtype, loss: float = 1.0) -> Tolerances:
         f"Finite differences: central, in float64, step h = eps64^(1/3) max(1, |p|), which "
         f"balances truncation (h^2 |L'''| / 6) against rounding (eps64 |L| / h) and leaves an "
         f"error near eps64^(2/3) = {_EPS64 ** (2 / 3):.1e}; tol = max(sqrt(eps), "
-        f"{FD_SAFETY:g} eps64^(2/3)) = {fd:.1e} of the row's largest entry, plus "
-        f"{FD_SAFETY:g} eps64^(2/3) max(1, |L|) = {fd_atol:.1e} absolute."
+        f"{FD_SAFETY:g} eps64^(2/3)) = {fd:.1e} of the row's largest entry, or "
+        f"{FD_SAFETY:g} eps64^(2/3) max(1, |L|) = {fd_atol:.1e} absolute if that is larger."
     )
     return Tolerances(jnp.dtype(dtype).name, same, fd, fd_atol, FD_STEP, why)
 
