@@ -23,16 +23,16 @@ from jaxnn.activations import (
     Tanh,
 )
 from jaxnn.backprop import Trace
-from jaxnn.checking import (
+from jaxnn.checking import check_gradients
+from jaxnn.custom_grad import loss_with_backprop
+from jaxnn.gradient_report import (
     Comparison,
     ComponentCheck,
     GradientCheckError,
     GradientReport,
     GradientRow,
     Tolerances,
-    check_gradients,
 )
-from jaxnn.custom_grad import loss_with_backprop
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
