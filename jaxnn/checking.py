@@ -118,6 +118,40 @@ def _choose_entries(size, must, max_entries, rng):
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def _fd_entries(manual_np, auto_np, max_entries, rng):
+    """Per layer and parameter, the flat indices to check by finite differences."""
+    entries = []
+    for m_pair, a_pair in zip(manual_np, auto_np):
+        pair = []
+        for m, a in zip(m_pair, a_pair):
+            must = [np.argmax(np.abs(m - a).ravel()), np.argmax(np.abs(a).ravel())]
+            pair.append(_choose_entries(m.size, must, max_entries, rng))
+        entries.append(pair)
+    return entries
+
+
+def _fd_values(net, params, x, t, entries):
+    """Finite differences at ``entries`` in float64, per layer and parameter: ``(values, crossed)``."""
+    with _float64():
+        p64 = [tuple(jnp.asarray(np.asarray(a), jnp.float64) for a in pair) for pair in params]
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        t_np = np.asarray(t)
+        t64 = jnp.asarray(t_np, jnp.float64 if np.issubdtype(t_np.dtype, np.floating) else t_np.dtype)
+        sizes = [int(np.size(a)) for pair in params for a in pair]
+        offsets = np.cumsum([0] + sizes)
+        flat_idx = np.concatenate([idx + offsets[2 * i + k] for i, pair in enumerate(entries)
+                                   for k, idx in enumerate(pair)])
+        values, crossed = jax.jit(_finite_differences, static_argnums=0)(net, p64, x64, t64, jnp.asarray(flat_idx))
+        values, crossed = np.asarray(values, np.float64), np.asarray(crossed, bool)
+    out, start = [], 0
+    for pair in entries:
+        out.append([])
+        for idx in pair:
+            out[-1].append((values[start:start + len(idx)], crossed[start:start + len(idx)]))
+            start += len(idx)
+    return out
+
+
 # --- the check -------------------------------------------------------------------
 
 
@@ -164,8 +198,7 @@ def check_gradients(
         x: one example (ins,) or a batch (batch, ins).
         t: the target(s), as for ``net.loss``.
         backprop: the hand-written gradient to check, ``(params, x, t) -> grads``
-            shaped like ``params``; default ``net.backprop``. It is also run
-            under ``jax.jit`` and compared with the plain call.
+            shaped like ``params``; default ``net.backprop``.
         fd_entries: finite differences on at most this many entries per
             parameter (all of a small one; else the entries where hand-written
             and autodiff differ most and where the gradient is largest, plus
@@ -218,36 +251,10 @@ def check_gradients(
             floor, tol.same,
         )
 
-    # Finite differences, in float64.
-    fd = None
+    fd = entries = None
     if fd_entries:
-        rng = np.random.default_rng(seed)
-        entries = []
-        for i in range(len(net.layers)):
-            pair = []
-            for k in range(2):
-                diff = np.abs(manual_np[i][k] - auto_np[i][k]).ravel()
-                must = [np.argmax(diff), np.argmax(np.abs(auto_np[i][k]).ravel())]
-                pair.append(_choose_entries(diff.size, must, fd_entries, rng))
-            entries.append(pair)
-        with _float64():
-            p64 = [tuple(jnp.asarray(np.asarray(a), jnp.float64) for a in pair) for pair in params]
-            x64 = jnp.asarray(np.asarray(x_in), jnp.float64)
-            t_np = np.asarray(t_in)
-            t64 = jnp.asarray(t_np, jnp.float64 if np.issubdtype(t_np.dtype, np.floating) else t_np.dtype)
-            sizes = [int(np.prod(shape)) for pair in manual_np for shape in (pair[0].shape, pair[1].shape)]
-            offsets = np.cumsum([0] + sizes)
-            flat_idx = np.concatenate([entries[i][k] + offsets[2 * i + k] for i in range(len(entries)) for k in range(2)])
-            values, crossed = jax.jit(_finite_differences, static_argnums=0)(net, p64, x64, t64, jnp.asarray(flat_idx))
-            values, crossed = np.asarray(values, np.float64), np.asarray(crossed, bool)
-        fd, start = [], 0
-        for i in range(len(entries)):
-            pair = []
-            for k in range(2):
-                n_k = len(entries[i][k])
-                pair.append((values[start:start + n_k], crossed[start:start + n_k]))
-                start += n_k
-            fd.append(pair)
+        entries = _fd_entries(manual_np, auto_np, fd_entries, np.random.default_rng(seed))
+        fd = _fd_values(net, params, x_in, t_in, entries)
 
     rows = []
     for i in range(len(net.layers)):
