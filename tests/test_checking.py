@@ -153,6 +153,28 @@ def test_wrong_loss_derivative_scale_is_blamed_on_the_loss(square_net):
     assert "MSEHalfDerivative" in report.diagnosis
 
 
+@dataclasses.dataclass(frozen=True)
+class SoftmaxDiagonalOnly(jaxnn.Softmax):
+    """Softmax whose backward keeps only the Jacobian's diagonal s (1 - s): a non-elementwise slip."""
+
+    def backward(self, y, g):
+        s = jax.nn.softmax(y, axis=-1)
+        return s * (1 - s) * g
+
+
+def test_wrong_non_elementwise_backward_is_located(square_net):
+    net, params, x, t = square_net
+    layers = list(net.layers)
+    layers[2] = jaxnn.Layer(4, 2, SoftmaxDiagonalOnly())
+    report = jaxnn.check_gradients(jaxnn.Network(layers, net.loss_fn), params, x, t, compare_jit=False)
+    assert failing(report) == {(i, p) for i in range(3) for p in "Wb"}
+    assert [c.ok for c in report.components] == [True, True, False, True]
+    assert "layer 2 (W, b)" in report.diagnosis and "SoftmaxDiagonalOnly" in report.diagnosis
+    # The correct Softmax passes at the same point.
+    layers[2] = jaxnn.Layer(4, 2, jaxnn.Softmax())
+    assert jaxnn.check_gradients(jaxnn.Network(layers, net.loss_fn), params, x, t, compare_jit=False).ok
+
+
 # --- kinks, dtypes, batches, jit -------------------------------------------------------
 
 
