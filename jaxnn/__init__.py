@@ -23,9 +23,21 @@ from jaxnn.activations import (
     Tanh,
 )
 from jaxnn.backprop import Trace
+from jaxnn.checking import check_gradients
+from jaxnn.custom_grad import loss_with_backprop
+from jaxnn.gradient_report import (
+    Comparison,
+    ComponentCheck,
+    GradientCheckError,
+    GradientReport,
+    GradientRow,
+    Tolerances,
+)
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
+from jaxnn.per_example import clipped_mean_grad, per_example_grad_norms, per_example_grads
+from jaxnn.second_order import hessian, hvp
 from jaxnn.training import fit, make_train_step
 from jaxnn.typing import Grads, Params
 
@@ -33,8 +45,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "Comparison",
+    "ComponentCheck",
     "CrossEntropyLoss",
     "Elementwise",
+    "GradientCheckError",
+    "GradientReport",
+    "GradientRow",
     "Grads",
     "Identity",
     "Layer",
@@ -47,9 +64,17 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Tolerances",
     "Trace",
     "articles_normal",
+    "check_gradients",
+    "clipped_mean_grad",
     "fit",
     "get_initializer",
+    "hessian",
+    "hvp",
+    "loss_with_backprop",
     "make_train_step",
+    "per_example_grad_norms",
+    "per_example_grads",
 ]

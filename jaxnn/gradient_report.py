@@ -1,0 +1,237 @@
+"""What a gradient check found: the report, its rows, the tolerances, and the printed table.
+
+:func:`jaxnn.check_gradients` returns a :class:`GradientReport`; this module
+holds the values it is made of and how they are compared and printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Comparison",
+    "ComponentCheck",
+    "GradientCheckError",
+    "GradientReport",
+    "GradientRow",
+    "Tolerances",
+    "tolerances_for",
+]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+#: Finite-difference step factor: ``h = eps64^(1/3) * max(1, |p|)``.
+FD_STEP = _EPS64 ** (1 / 3)
+#: Safety factor on the finite-difference error estimate ``eps64^(2/3)``.
+FD_SAFETY = 100.0
+
+
+class GradientCheckError(AssertionError):
+    """Raised by :meth:`GradientReport.raise_if_failed`; the message is the whole report."""
+
+
+class Tolerances(NamedTuple):
+    """The tolerances a report used, and why.
+
+    An error is ``max |a - b|`` over a row divided by the row's scale: its
+    largest entry ``max(|a|, |b|)``, but at least ``sqrt(eps) *`` the largest
+    gradient entry of the whole network (so rows that are pure rounding noise
+    do not fail). A row passes when that scaled error is at most ``same``
+    (hand-written vs autodiff) or ``fd`` (anything vs finite differences;
+    there the scale is at least ``fd_atol / fd``, since rounding in the
+    differences is absolute, about ``eps64 |L| / h``).
+    """
+
+    dtype: str
+    same: float
+    fd: float
+    fd_atol: float
+    fd_step: float
+    why: str
+
+
+class Comparison(NamedTuple):
+    """One gradient compared with a reference over one parameter (or one building block).
+
+    Attributes:
+        max_abs: ``max |a - b|``.
+        max_rel: ``max |a - b| / max(|a|, |b|)`` entry by entry (0 where both are 0).
+        worst: index of the entry with the largest absolute error.
+        error: ``max_abs`` divided by the row's scale; compared with ``tol``.
+        tol: the tolerance on ``error``.
+        ok: whether ``error <= tol``.
+        checked: how many entries were compared.
+        skipped: entries left out (finite differences across a kink).
+    """
+
+    max_abs: float
+    max_rel: float
+    worst: tuple[int, ...]
+    error: float
+    tol: float
+    ok: bool
+    checked: int
+    skipped: int = 0
+
+
+class GradientRow(NamedTuple):
+    """The checks of one parameter: ``layer``'s ``W`` or ``b``."""
+
+    layer: int
+    param: str
+    shape: tuple[int, ...]
+    manual_vs_autodiff: Comparison
+    manual_vs_fd: Comparison | None
+    autodiff_vs_fd: Comparison | None
+
+    @property
+    def ok(self) -> bool:
+        return all(c is None or c.ok for c in self[3:])
+
+
+class ComponentCheck(NamedTuple):
+    """A building block checked on its own: a layer's activation or the loss."""
+
+    name: str
+    layer: int | None
+    comparison: Comparison
+
+    @property
+    def ok(self) -> bool:
+        return self.comparison.ok
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientReport:
+    """What :func:`check_gradients` found; ``print(report)`` shows it as a table.
+
+    Attributes:
+        rows: one :class:`GradientRow` per layer and parameter, ``W`` then ``b``.
+        components: each layer's activation and the loss, checked on their own.
+        jit: the hand-written gradients under ``jax.jit`` vs called plainly
+            (``None`` when not asked for).
+        tolerances: the :class:`Tolerances` used.
+        loss: the loss at ``params``.
+        batch: the batch size, or ``None`` for one example.
+        diagnosis: where a wrong gradient enters, in words.
+    """
+
+    rows: tuple[GradientRow, ...]
+    components: tuple[ComponentCheck, ...]
+    jit: Comparison | None
+    tolerances: Tolerances
+    loss: float
+    batch: int | None
+    diagnosis: str
+
+    @property
+    def ok(self) -> bool:
+        """True when every row, every building block and the jit check pass."""
+        return all(r.ok for r in self.rows) and all(c.ok for c in self.components) and (
+            self.jit is None or self.jit.ok
+        )
+
+    @property
+    def failures(self) -> tuple[GradientRow, ...]:
+        """The rows that fail."""
+        return tuple(r for r in self.rows if not r.ok)
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`GradientCheckError` with the whole report if anything fails."""
+        if not self.ok:
+            raise GradientCheckError("gradient check failed\n" + str(self))
+
+    def __str__(self) -> str:
+        return _format(self)
+
+
+def compare(test, ref, scale_floor, tol, atol=0.0, mask=None) -> Comparison:
+    """Compare ``test`` with ``ref`` (as float64 NumPy arrays of one shape).
+
+    ``error = max |test - ref| / scale`` with ``scale = max(max |test|, max |ref|,
+    scale_floor, atol / tol)``; ``ok`` is ``error <= tol``. ``mask`` (bool, the
+    same shape) selects the entries that count; the others are ``skipped``.
+    """
+    test = np.asarray(test, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    skipped = 0
+    if mask is not None:
+        skipped = int(mask.size - mask.sum())
+        test, ref = np.where(mask, test, 0.0), np.where(mask, ref, 0.0)
+    diff = np.abs(test - ref)
+    size = np.maximum(np.abs(test), np.abs(ref))
+    rel = np.divide(diff, size, out=np.zeros_like(diff), where=size > 0)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    # An absolute allowance atol acts as a floor on the scale, so that ok is exactly error <= tol.
+    scale = max(float(size.max()) if size.size else 0.0, scale_floor, atol / tol)
+    error = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.size else ()
+    ok = bool(max_abs <= tol * scale)
+    return Comparison(max_abs, float(rel.max()) if rel.size else 0.0, worst, error, tol, ok,
+                      int(diff.size) - skipped, skipped)
+
+
+def tolerances_for(dtype, loss: float = 1.0) -> Tolerances:
+    """The tolerances :func:`check_gradients` uses for gradients in ``dtype``.
+
+    Args:
+        dtype: the parameters' float dtype.
+        loss: the loss value; finite differences lose ``eps64 |L| / h`` to rounding.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    same = eps**0.5
+    fd = max(same, FD_SAFETY * _EPS64 ** (2 / 3))
+    fd_atol = FD_SAFETY * _EPS64 ** (2 / 3) * max(1.0, abs(loss))
+    why = (
+        f"hand-written vs jax.grad: both in {jnp.dtype(dtype).name}, so they differ by rounding "
+        f"only; tol = sqrt(eps) = {same:.1e} of each row's largest entry, far above rounding "
+        f"(~10 eps = {10 * eps:.0e}) and far below a wrong derivative (error ~1). "
+        f"Finite differences: central, in float64, step h = eps64^(1/3) max(1, |p|), which "
+        f"balances truncation (h^2 |L'''| / 6) against rounding (eps64 |L| / h) and leaves an "
+        f"error near eps64^(2/3) = {_EPS64 ** (2 / 3):.1e}; tol = max(sqrt(eps), "
+        f"{FD_SAFETY:g} eps64^(2/3)) = {fd:.1e} of the row's largest entry, or "
+        f"{FD_SAFETY:g} eps64^(2/3) max(1, |L|) = {fd_atol:.1e} absolute if that is larger."
+    )
+    return Tolerances(jnp.dtype(dtype).name, same, fd, fd_atol, FD_STEP, why)
+
+
+def _fmt_cmp(label: str, c: Comparison) -> str:
+    verdict = "ok" if c.ok else "FAIL"
+    skipped = f"  ({c.skipped} across a kink, not counted)" if c.skipped else ""
+    return (f"{label:<19}{c.max_abs:>9.1e}{c.max_rel:>9.1e}  {str(list(c.worst)):<10}"
+            f"{c.error:>9.1e}{c.tol:>9.1e}{c.checked:>8}  {verdict}{skipped}")
+
+
+def _format(report: GradientReport) -> str:
+    tol = report.tolerances
+    where = "one example" if report.batch is None else f"a batch of {report.batch}"
+    lines = [
+        f"gradient check: {len({r.layer for r in report.rows})} layers, {where}, {tol.dtype}, "
+        f"loss {report.loss:.6g}",
+        f"{'layer param shape':<20}{'comparison':<19}{'max abs':>9}{'max rel':>9}  {'worst at':<10}"
+        f"{'error':>9}{'tol':>9}{'entries':>8}  verdict",
+    ]
+    for r in report.rows:
+        head = f"{r.layer:<6}{r.param:<6}{str(r.shape):<8}"
+        comps = [("manual vs jax.grad", r.manual_vs_autodiff), ("manual vs FD", r.manual_vs_fd),
+                 ("jax.grad vs FD", r.autodiff_vs_fd)]
+        first = True
+        for label, c in comps:
+            if c is None:
+                continue
+            lines.append((head if first else " " * 20) + _fmt_cmp(label, c))
+            first = False
+    lines.append("building blocks (hand-written rule vs jax.vjp / jax.grad):")
+    for c in report.components:
+        lines.append(f"  {c.name:<50} max abs {c.comparison.max_abs:.1e}  "
+                     f"error {c.comparison.error:.1e}  {'ok' if c.ok else 'FAIL'}")
+    if report.jit is not None:
+        lines.append(f"  backprop jitted vs plain{'':<26} max abs {report.jit.max_abs:.1e}  "
+                     f"error {report.jit.error:.1e}  {'ok' if report.jit.ok else 'FAIL'}")
+    lines += textwrap.wrap("error = max abs / row scale. Tolerances: " + tol.why, 100)
+    lines += textwrap.wrap(("PASS: " if report.ok else "FAIL: ") + report.diagnosis, 100)
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""Per-example gradients, their norms without forming them, and DP-SGD clipping in one backward pass.
+
+For a dense layer the gradient of example ``i``'s loss is an outer product,
+``dW_i = db_i x_i^T``, so ``||dW_i||_F = ||db_i|| ||x_i||`` and
+``||(dW_i, db_i)||^2 = ||db_i||^2 (||x_i||^2 + 1)``. The batched recursion
+already holds every ``db_i`` (one row each) and every ``x_i``, so the norms
+of all per-example gradients cost one batched backward pass, and so does
+their clipped mean: clipping example ``i`` to norm ``C`` scales its ``db_i``
+by ``w_i = min(1, C / ||g_i||)``, and then ``dW = sum_i w_i db_i x_i^T / batch``
+is one matrix product. No (batch, outs, ins) tensor is ever made.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxnn.backprop import forward_trace
+from jaxnn.network import Network
+from jaxnn.typing import Grads, Params
+
+__all__ = ["clipped_mean_grad", "per_example_grad_norms", "per_example_grads"]
+
+
+def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> Grads:
+    """The gradient of each example's loss: ``jax.vmap(net.backprop, in_axes=(None, 0, 0))``.
+
+    Args:
+        net, params: the network and its parameters.
+        x: a batch (batch, ins).
+        t: its targets, a leading batch axis.
+
+    Returns:
+        Gradients shaped like ``params`` with a leading batch axis:
+        ``dW`` (batch, outs, ins), ``db`` (batch, outs).
+
+    >>> import jax, jaxnn
+    >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    >>> params = net.init(jax.random.key(0))
+    >>> [g.shape for g in jax.tree.leaves(
+    ...     jaxnn.per_example_grads(net, params, jax.numpy.ones((5, 3)), jax.numpy.zeros((5, 2))))]
+    [(5, 2, 3), (5, 2)]
+    """
+    return jax.vmap(net.backprop, in_axes=(None, 0, 0))(params, x, t)
+
+
+def _per_example_deltas(net: Network, params: Params, x: ArrayLike, t: ArrayLike, where: str):
+    """The batched recursion with each example's own (unscaled) loss: layer inputs ``xs`` and ``dbs``.
+
+    ``dbs[i]`` (batch, outs) holds ``db_i`` of every example for layer ``i``;
+    layer ``i``'s per-example ``dW`` is ``dbs[i][n] xs[i][n]^T``.
+    """
+    x = net._input(params, x)
+    if x.ndim != 2:
+        raise ValueError(
+            f"{where} needs a batch x of shape (batch, {net.layers[0].ins}), got shape {x.shape}"
+        )
+    t = net._target(x, t)
+    xs, ys = forward_trace(net.layers, params, x)
+    dx = net.loss_fn.dloss(xs[-1], t)  # each example's own loss: no 1 / batch
+    dbs = [None] * len(net.layers)
+    for i in reversed(range(len(net.layers))):
+        dbs[i] = net.layers[i].activation.backward(ys[i], dx)
+        if i:  # the gradient with respect to the input itself is not needed
+            dx = dbs[i] @ params[i][0]
+    return xs, dbs
+
+
+def per_example_grad_norms(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
+    """The Euclidean norm of each example's whole gradient, without forming any of them.
+
+    ``||g_i||^2 = sum over layers of ||db_i||^2 (||x_i||^2 + 1)``, with ``db_i``
+    and the layer input ``x_i`` from one batched backward pass. Equal to the
+    norm of :func:`per_example_grads` flattened per example.
+
+    Args:
+        net, params: the network and its parameters.
+        x: a batch (batch, ins).
+        t: its targets, as for ``net.loss``.
+
+    Returns:
+        Norms of shape (batch,).
+
+    Raises:
+        ValueError: if ``x`` is not a batch, or for shapes ``net.loss`` rejects.
+
+    >>> import jax, jaxnn
+    >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Identity(), jaxnn.MSELoss())
+    >>> params = [(jax.numpy.zeros((2, 3)), jax.numpy.zeros(2))]
+    >>> x, t = jax.numpy.array([[1.0, 2.0, 2.0]]), jax.numpy.array([[1.0, 0.0]])
+    >>> float(jaxnn.per_example_grad_norms(net, params, x, t)[0])  # ||db|| = 1, ||x|| = 3
+    3.1622776601683795
+    """
+    xs, dbs = _per_example_deltas(net, params, x, t, "per_example_grad_norms")
+    sq = sum(jnp.sum(db**2, axis=-1) * (jnp.sum(x_in**2, axis=-1) + 1) for db, x_in in zip(dbs, xs))
+    return jnp.sqrt(sq)
+
+
+def _check_non_negative(name: str, value) -> None:
+    if isinstance(value, numbers.Real) and not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def clipped_mean_grad(
+    net: Network,
+    params: Params,
+    x: ArrayLike,
+    t: ArrayLike,
+    clip_norm: float,
+    *,
+    noise_multiplier: float = 0.0,
+    key: jax.Array | None = None,
+) -> Grads:
+    """The DP-SGD gradient: each example's gradient clipped to norm ``clip_norm``, averaged, noised.
+
+    ``g = (sum_i w_i g_i + noise_multiplier * clip_norm * N(0, I)) / batch``
+    with ``w_i = min(1, clip_norm / ||g_i||)``. Computed as one batched
+    backward pass: the norms from ``db_i`` and ``x_i`` (see
+    :func:`per_example_grad_norms`), then ``dW = (w * dB)^T X / batch`` and
+    ``db = sum_i w_i db_i / batch``; per-example gradients are never formed.
+
+    Args:
+        net, params: the network and its parameters.
+        x: a batch (batch, ins).
+        t: its targets.
+        clip_norm: ``C >= 0``, the largest norm any example's gradient keeps.
+        noise_multiplier: ``sigma``; Gaussian noise of standard deviation
+            ``sigma * C`` is added to the clipped sum. ``0`` adds none.
+        key: PRNG key for the noise; needed when ``noise_multiplier`` is not 0.
+
+    Returns:
+        Gradients shaped like ``params``.
+
+    Raises:
+        ValueError: for a negative ``clip_norm`` or ``noise_multiplier``, for
+            noise without a ``key``, or if ``x`` is not a batch.
+
+    >>> import jax, jaxnn
+    >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Identity(), jaxnn.MSELoss())
+    >>> params = [(jax.numpy.zeros((2, 3)), jax.numpy.zeros(2))]
+    >>> x, t = jax.numpy.array([[1.0, 2.0, 2.0]]), jax.numpy.array([[1.0, 0.0]])
+    >>> dW, db = jaxnn.clipped_mean_grad(net, params, x, t, clip_norm=1.0)[0]
+    >>> round(float(jax.numpy.sqrt(jax.numpy.sum(dW**2) + jax.numpy.sum(db**2))), 6)
+    1.0
+    """
+    _check_non_negative("clip_norm", clip_norm)
+    _check_non_negative("noise_multiplier", noise_multiplier)
+    noisy = not (isinstance(noise_multiplier, numbers.Real) and noise_multiplier == 0)
+    if noisy and key is None:
+        raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=...)")
+    xs, dbs = _per_example_deltas(net, params, x, t, "clipped_mean_grad")
+    sq = sum(jnp.sum(db**2, axis=-1) * (jnp.sum(x_in**2, axis=-1) + 1) for db, x_in in zip(dbs, xs))
+    norms = jnp.sqrt(sq)
+    # w_i = min(1, C / norm_i), written so that a zero norm gives 1 and no division by 0.
+    clipped = norms > clip_norm
+    weights = jnp.where(clipped, clip_norm / jnp.where(clipped, norms, 1), 1).astype(norms.dtype)
+    batch = xs[0].shape[0]
+    grads = []
+    for db, x_in in zip(dbs, xs):
+        wdb = db * weights[:, None]
+        grads.append([wdb.T @ x_in, jnp.sum(wdb, axis=0)])
+    if noisy:
+        leaves = jax.tree.leaves(grads)
+        keys = jax.random.split(key, len(leaves))
+        scale = noise_multiplier * clip_norm
+        noised = [g + scale * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
+        grads = jax.tree.unflatten(jax.tree.structure(grads), noised)
+    grads = [g / batch for pair in grads for g in pair]
+    return jax.tree.unflatten(jax.tree.structure(params), grads)

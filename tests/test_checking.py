@@ -1,0 +1,285 @@
+"""check_gradients: correct gradients pass; planted bugs are caught and located at the right layer and parameter."""
+
+import dataclasses
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn.backprop import forward_trace
+
+
+# --- planted bugs ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TanhWrongDerivative(jaxnn.Elementwise):
+    """tanh with the classic slip f'(y) = 1 - tanh(y) instead of 1 - tanh(y)^2."""
+
+    def f(self, y):
+        return jnp.tanh(y)
+
+    def df(self, y):
+        return 1 - jnp.tanh(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class MSEHalfDerivative(jaxnn.MSELoss):
+    """MSE whose derivative forgot the factor 2: (out - t) / n."""
+
+    def dloss(self, out, t):
+        return (out - t) / out.shape[-1]
+
+
+def planted_backprop(net, bug, at):
+    """The recursion of jaxnn/backprop.py with one bug planted at layer ``at``.
+
+    bug: "transpose_dW" (dW = x db^T), "transpose_dx" (dx = W db), "drop_db" (db returned as 0),
+    "batch_scale" (the mean over the batch forgotten in dloss).
+    """
+
+    def backprop(params, x, t):
+        xs, ys = forward_trace(net.layers, params, x)
+        dx = net.loss_fn.dloss(xs[-1], t)
+        if bug != "batch_scale" or at != len(net.layers) - 1:
+            dx = dx / x.shape[0]
+        grads = []
+        for i in reversed(range(len(net.layers))):
+            (W, _), x_in, y = params[i], xs[i], ys[i]
+            db = net.layers[i].activation.backward(y, dx)
+            dW = x_in.T @ db if (bug, at) == ("transpose_dW", i) else db.T @ x_in
+            dx = db @ W.T if (bug, at) == ("transpose_dx", i) else db @ W
+            db = jnp.sum(db, axis=0)
+            grads.append((dW, jnp.zeros_like(db) if (bug, at) == ("drop_db", i) else db))
+        return grads[::-1]
+
+    return backprop
+
+
+def failing(report):
+    return {(r.layer, r.param) for r in report.rows if not r.ok}
+
+
+@pytest.fixture(scope="module")
+def square_net():
+    """Three layers, the middle one square (4 -> 4) so transposes still fit."""
+    net = jaxnn.Network(
+        [jaxnn.Layer(3, 4, jaxnn.Tanh()), jaxnn.Layer(4, 4, jaxnn.Sigmoid()), jaxnn.Layer(4, 2, jaxnn.Tanh())],
+        jaxnn.MSELoss(),
+    )
+    params = net.init(jax.random.key(0), bias_init="normal")
+    x = jax.random.normal(jax.random.key(1), (6, 3))
+    t = jax.random.normal(jax.random.key(2), (6, 2))
+    return net, params, x, t
+
+
+def test_correct_recursion_passes_every_row(square_net):
+    net, params, x, t = square_net
+    report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, None, None))
+    assert report.ok, str(report)
+    assert [(r.layer, r.param, r.shape) for r in report.rows] == [
+        (0, "W", (4, 3)), (0, "b", (4,)), (1, "W", (4, 4)), (1, "b", (4,)), (2, "W", (2, 4)), (2, "b", (2,))
+    ]
+    for r in report.rows:
+        assert r.manual_vs_autodiff.error < 1e-13
+        assert r.manual_vs_fd.error < 1e-8 and r.manual_vs_fd.checked == np.prod(r.shape)
+    report.raise_if_failed()  # does not raise
+
+
+def test_transposed_dW_is_located_at_that_layers_W(square_net):
+    net, params, x, t = square_net
+    report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, "transpose_dW", 1))
+    assert not report.ok
+    assert failing(report) == {(1, "W")}
+    row = report.rows[2]
+    assert not row.manual_vs_fd.ok and row.autodiff_vs_fd.ok  # finite differences side with jax.grad
+    # The worst entry really is where the hand-written dW is furthest from the truth.
+    manual = planted_backprop(net, "transpose_dW", 1)(params, x, t)[1][0]
+    truth = jax.grad(net.loss)(params, x, t)[1][0]
+    assert row.manual_vs_autodiff.worst == np.unravel_index(np.argmax(np.abs(manual - truth)), (4, 4))
+    assert "layer 1 (W)" in report.diagnosis and "dW = db x^T" in report.diagnosis
+    with pytest.raises(jaxnn.GradientCheckError, match="layer 1"):
+        report.raise_if_failed()
+
+
+def test_dropped_bias_gradient_is_located_at_that_layers_b(square_net):
+    net, params, x, t = square_net
+    report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, "drop_db", 2))
+    assert failing(report) == {(2, "b")}
+    assert report.rows[5].manual_vs_autodiff.max_rel == pytest.approx(1.0)
+    assert "layer 2 (b)" in report.diagnosis
+
+
+def test_missing_transpose_in_dx_is_located_below_that_layer(square_net):
+    # dx = W db instead of W^T db in layer 1 leaves layer 1's own dW, db right and corrupts all below.
+    net, params, x, t = square_net
+    report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, "transpose_dx", 1))
+    assert failing(report) == {(0, "W"), (0, "b")}
+    assert "layer 0 (W, b)" in report.diagnosis and "handed down by layer 1" in report.diagnosis
+
+
+def test_forgotten_batch_mean_fails_every_layer_from_the_last(square_net):
+    net, params, x, t = square_net
+    report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, "batch_scale", 2))
+    assert failing(report) == {(i, p) for i in range(3) for p in "Wb"}
+    assert "layer 2 (W, b)" in report.diagnosis and "dloss" in report.diagnosis
+    # Every hand-written entry is 6 (the batch) times too big: relative error 5/6 everywhere.
+    assert report.rows[0].manual_vs_autodiff.max_rel == pytest.approx(5 / 6)
+
+
+def test_wrong_activation_derivative_is_located_and_blamed(square_net):
+    net, params, x, t = square_net
+    layers = list(net.layers)
+    layers[1] = jaxnn.Layer(4, 4, TanhWrongDerivative())
+    bad = jaxnn.Network(layers, net.loss_fn)
+    report = jaxnn.check_gradients(bad, params, x, t)
+    assert failing(report) == {(0, "W"), (0, "b"), (1, "W"), (1, "b")}
+    assert [c.ok for c in report.components] == [True, False, True, True]
+    assert "layer 1 (W, b)" in report.diagnosis and "TanhWrongDerivative" in report.diagnosis
+    assert "FAIL" in str(report)
+
+
+def test_wrong_loss_derivative_scale_is_blamed_on_the_loss(square_net):
+    net, params, x, t = square_net
+    bad = jaxnn.Network(net.layers, MSEHalfDerivative())
+    report = jaxnn.check_gradients(bad, params, x, t)
+    assert failing(report) == {(i, p) for i in range(3) for p in "Wb"}
+    assert report.rows[4].manual_vs_autodiff.max_rel == pytest.approx(0.5)
+    assert [c.ok for c in report.components] == [True, True, True, False]
+    assert "MSEHalfDerivative" in report.diagnosis
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxDiagonalOnly(jaxnn.Softmax):
+    """Softmax whose backward keeps only the Jacobian's diagonal s (1 - s): a non-elementwise slip."""
+
+    def backward(self, y, g):
+        s = jax.nn.softmax(y, axis=-1)
+        return s * (1 - s) * g
+
+
+def test_wrong_non_elementwise_backward_is_located(square_net):
+    net, params, x, t = square_net
+    layers = list(net.layers)
+    layers[2] = jaxnn.Layer(4, 2, SoftmaxDiagonalOnly())
+    report = jaxnn.check_gradients(jaxnn.Network(layers, net.loss_fn), params, x, t, compare_jit=False)
+    assert failing(report) == {(i, p) for i in range(3) for p in "Wb"}
+    assert [c.ok for c in report.components] == [True, True, False, True]
+    assert "layer 2 (W, b)" in report.diagnosis and "SoftmaxDiagonalOnly" in report.diagnosis
+    # The correct Softmax passes at the same point.
+    layers[2] = jaxnn.Layer(4, 2, jaxnn.Softmax())
+    assert jaxnn.check_gradients(jaxnn.Network(layers, net.loss_fn), params, x, t, compare_jit=False).ok
+
+
+# --- kinks, dtypes, batches, jit -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class UndeclaredKinkReLU(jaxnn.ReLU):
+    """ReLU that does not declare its kink, so finite differences across it count."""
+
+    kinks = ()
+
+
+def _relu_net_at_kink(activation):
+    net = jaxnn.Network([jaxnn.Layer(2, 3, activation), jaxnn.Layer(3, 1, jaxnn.Identity())], jaxnn.MSELoss())
+    W0 = jnp.array([[1.0, -1.0], [0.5, 2.0], [-1.0, 0.3]])
+    b0 = jnp.array([0.0, 0.1, 0.2])
+    params = [(W0, b0), (jnp.array([[1.0, -2.0, 0.5]]), jnp.array([0.3]))]
+    x = jnp.array([[1.0, 1.0], [0.4, -0.2]])  # unit 0 sits exactly on the kink for the first example
+    return net, params, x, jnp.array([[2.0], [-1.0]])
+
+
+def test_finite_differences_across_a_kink_are_flagged_not_counted():
+    net, params, x, t = _relu_net_at_kink(jaxnn.ReLU())
+    report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
+    assert report.ok, str(report)
+    row = report.rows[0]  # W0: its first row moves the pre-activation at the kink
+    assert row.manual_vs_fd.skipped >= 1
+    assert "across a kink" in str(report)
+    # Undeclared, the same kink makes the finite differences disagree with both gradients.
+    undeclared = jaxnn.check_gradients(*_relu_net_at_kink(UndeclaredKinkReLU()))
+    assert not undeclared.rows[0].manual_vs_fd.ok and not undeclared.rows[0].autodiff_vs_fd.ok
+    assert undeclared.rows[0].manual_vs_autodiff.ok
+
+
+def test_float32_params_use_float32_tolerances_and_float64_differences():
+    net = jaxnn.Network.from_sizes((3, 5, 2), [jaxnn.Sigmoid(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    params = net.init(jax.random.key(3), dtype=jnp.float32)
+    x = jax.random.normal(jax.random.key(4), (5, 3), jnp.float32)
+    with jax.enable_x64(False):  # finite differences switch float64 on by themselves
+        labels = jnp.array([0, 1, 1, 0, 1])
+        report = jaxnn.check_gradients(net, params, x, labels)
+    assert report.ok, str(report)
+    assert report.tolerances.dtype == "float32"
+    assert report.tolerances.same == pytest.approx(np.finfo(np.float32).eps ** 0.5)
+    # A derivative off by 1% is still far outside float32's tolerance.
+    scaled = lambda p, x, t: jax.tree.map(lambda g: g * 1.01, net.backprop(p, x, t))
+    with jax.enable_x64(False):
+        assert not jaxnn.check_gradients(net, params, x, labels, backprop=scaled).ok
+
+
+def test_one_example_and_jitted_backprop():
+    net = jaxnn.Network.from_sizes((4, 3, 3), [jaxnn.Tanh(), jaxnn.Softmax()], jaxnn.MSELoss())
+    params = net.init(jax.random.key(5))
+    report = jaxnn.check_gradients(net, params, jnp.arange(4.0), jnp.array([0.0, 1.0, 0.0]),
+                                   backprop=jax.jit(net.backprop))
+    assert report.ok and report.batch is None and report.jit.max_abs < 1e-15
+    assert "one example" in str(report)
+
+
+def test_large_parameters_are_sampled_for_finite_differences():
+    net = jaxnn.Network.from_sizes((20, 6, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    params = net.init(jax.random.key(6))
+    x, t = jnp.ones((2, 20)), jnp.zeros((2, 2))
+    bug = lambda p, x, t: [(dW.at[3, 17].add(1.0) if i == 0 else dW, db)
+                           for i, (dW, db) in enumerate(net.backprop(p, x, t))]
+    report = jaxnn.check_gradients(net, params, x, t, backprop=bug, fd_entries=10, compare_jit=False)
+    row = report.rows[0]
+    assert row.manual_vs_fd.checked == 10
+    # The entry where the two gradients differ is always among those checked by finite differences.
+    assert row.manual_vs_autodiff.worst == row.manual_vs_fd.worst == (3, 17)
+    assert failing(report) == {(0, "W")}
+    assert report.jit is None
+    unchecked = jaxnn.check_gradients(net, params, x, t, backprop=bug, fd_entries=0, compare_jit=False)
+    assert unchecked.rows[0].manual_vs_fd is None and failing(unchecked) == {(0, "W")}
+
+
+def test_bad_backprop_output_is_named():
+    net = jaxnn.Network.from_sizes((3, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    params = net.init(jax.random.key(0))
+    bad = lambda p, x, t: [(dW.T, db) for dW, db in net.backprop(p, x, t)]
+    with pytest.raises(ValueError, match=r"layer 0 dW must have the shape of W, \(4, 3\), got \(3, 4\)"):
+        jaxnn.check_gradients(net, params, jnp.ones(3), jnp.zeros(2), backprop=bad)
+    with pytest.raises(ValueError, match="fd_entries"):
+        jaxnn.check_gradients(net, params, jnp.ones(3), jnp.zeros(2), fd_entries=-1)
+
+
+SMOOTH = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity(), jaxnn.Softmax()]
+
+
+@hypothesis.settings(max_examples=3, deadline=None)
+@hypothesis.given(
+    sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    acts=st.lists(st.sampled_from(SMOOTH), min_size=3, max_size=3),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_architectures_pass(sizes, acts, batch, seed):
+    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], jaxnn.MSELoss())
+    params = net.init(jax.random.key(seed), bias_init="normal")
+    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
+    t = jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
+    report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
+    assert report.ok, str(report)
+
+
+def test_research_tools_are_public():
+    for name in ["check_gradients", "GradientReport", "GradientRow", "Comparison", "ComponentCheck",
+                 "Tolerances", "GradientCheckError", "loss_with_backprop", "hvp", "hessian",
+                 "per_example_grads", "per_example_grad_norms", "clipped_mean_grad"]:
+        assert name in jaxnn.__all__ and hasattr(jaxnn, name), name

@@ -1,0 +1,100 @@
+"""Per-example gradients, their norms without forming them, and the clipped mean gradient (DP-SGD)."""
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+from tests.helpers import assert_trees_close
+
+RTOL, ATOL = 1e-12, 1e-14
+ACTS = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.LeakyReLU(), jaxnn.ReLU(), jaxnn.Identity(), jaxnn.Softmax()]
+
+
+def _problem(sizes, acts, batch, seed, labels=False):
+    loss = jaxnn.CrossEntropyLoss() if labels else jaxnn.MSELoss()
+    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], loss)
+    params = net.init(jax.random.key(seed), bias_init="normal")
+    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
+    if labels:
+        t = jax.random.randint(jax.random.key(seed + 2), (batch,), 0, sizes[-1])
+    else:
+        t = 3 * jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
+    return net, params, x, t
+
+
+def _vmap_then_clip(net, params, x, t, clip_norm):
+    """The reference: materialise every per-example gradient, take norms, clip, average."""
+    per_example = jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0))(params, x, t)
+    leaves = jax.tree.leaves(per_example)
+    norms = jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in leaves))
+    weights = jnp.minimum(1.0, clip_norm / norms)
+    clipped = jax.tree.map(lambda g: jnp.tensordot(weights, g, axes=1) / x.shape[0], per_example)
+    return norms, clipped
+
+
+def test_per_example_grads_equal_a_loop():
+    net, params, x, t = _problem((3, 4, 2), ACTS[:2], 5, 0)
+    per_example = jax.jit(jaxnn.per_example_grads, static_argnums=0)(net, params, x, t)
+    for i in range(5):
+        assert_trees_close(jax.tree.map(lambda g: g[i], per_example), jax.grad(net.loss)(params, x[i], t[i]), RTOL, ATOL)
+
+
+@hypothesis.settings(max_examples=5, deadline=None)
+@hypothesis.given(
+    sizes=st.lists(st.integers(1, 5), min_size=2, max_size=4),
+    acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3),
+    batch=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    labels=st.booleans(),
+    clip_norm=st.floats(0.0, 3.0),
+)
+def test_norms_and_clipped_mean_equal_vmap_then_clip(sizes, acts, batch, seed, labels, clip_norm):
+    net, params, x, t = _problem(sizes, acts, batch, seed, labels)
+    ref_norms, ref_clipped = _vmap_then_clip(net, params, x, t, clip_norm)
+    norms = jaxnn.per_example_grad_norms(net, params, x, t)
+    np.testing.assert_allclose(norms, ref_norms, rtol=RTOL, atol=ATOL)
+    clipped = jaxnn.clipped_mean_grad(net, params, x, t, clip_norm)
+    assert_trees_close(clipped, ref_clipped, RTOL, ATOL)
+
+
+def test_jitted_on_the_benchmark_shape_and_clipping_really_happens():
+    net, params, x, t = _problem((20, 8, 8, 3), [jaxnn.LeakyReLU(), jaxnn.Tanh(), jaxnn.Identity()], 16, 4, labels=True)
+    norms = jax.jit(jaxnn.per_example_grad_norms, static_argnums=0)(net, params, x, t)
+    c = float(jnp.median(norms))  # half the examples clipped, half not
+    ref_norms, ref_clipped = jax.jit(_vmap_then_clip, static_argnums=0)(net, params, x, t, c)
+    clip = jax.jit(jaxnn.clipped_mean_grad, static_argnums=0)
+    np.testing.assert_allclose(norms, ref_norms, rtol=RTOL, atol=ATOL)
+    assert_trees_close(clip(net, params, x, t, c), ref_clipped, RTOL, ATOL)
+    assert (norms > c).sum() >= 7 and (norms < c).sum() >= 7
+    # A clip above every norm leaves the plain mean gradient.
+    assert_trees_close(clip(net, params, x, t, float(norms.max()) + 1), net.backprop(params, x, t), RTOL, ATOL)
+
+
+def test_noise_is_gaussian_with_the_dp_sgd_scale():
+    net, params, x, t = _problem((3, 4, 2), ACTS[:2], 8, 1)
+    plain = jaxnn.clipped_mean_grad(net, params, x, t, 1.0)
+    sample = jax.jit(
+        jax.vmap(lambda k: jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=2.0, key=k))
+    )(jax.random.split(jax.random.key(0), 4000))
+    noise = np.concatenate([(np.asarray(s) - np.asarray(p)).reshape(4000, -1)
+                            for s, p in zip(jax.tree.leaves(sample), jax.tree.leaves(plain))], axis=1)
+    # Standard deviation sigma * C / batch = 2 / 8 for every entry; means 0.
+    np.testing.assert_allclose(noise.std(axis=0), 0.25, rtol=0.06)
+    np.testing.assert_allclose(noise.mean(axis=0), 0.0, atol=0.025)
+    again = jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=2.0, key=jax.random.key(3))
+    assert_trees_close(again, jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=2.0,
+                                                      key=jax.random.key(3)), 0, 0)
+
+
+def test_bad_arguments_are_named():
+    net, params, x, t = _problem((3, 2), ACTS[:1], 4, 0)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="clip_norm must be a non-negative number, got -1"):
+        jaxnn.clipped_mean_grad(net, params, x, t, -1.0)
+    with pytest.raises(ValueError, match=r"needs a batch x of shape \(batch, 3\), got shape \(3,\)"):
+        jaxnn.per_example_grad_norms(net, params, x[0], t[0])

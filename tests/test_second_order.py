@@ -1,0 +1,68 @@
+"""Second order through the recursion: jacfwd/jvp of net.backprop equal jax.hessian(net.loss) and its HVP."""
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import jaxnn
+from tests.helpers import assert_trees_close
+
+RTOL, ATOL = 1e-10, 1e-12
+SMOOTH = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity(), jaxnn.Softmax()]
+
+
+def _problem(sizes, acts, batch, seed, loss=jaxnn.MSELoss()):
+    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], loss)
+    params = net.init(jax.random.key(seed), bias_init="normal")
+    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
+    t = jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
+    return net, params, x, t
+
+
+@hypothesis.settings(max_examples=3, deadline=None)
+@hypothesis.given(
+    sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    acts=st.lists(st.sampled_from(SMOOTH), min_size=3, max_size=3),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
+    net, params, x, t = _problem(sizes, acts, batch, seed)
+    flat, unravel = ravel_pytree(params)
+    reference = jax.jit(jax.hessian(lambda f: net.loss(unravel(f), x, t)))(flat)
+    H = jax.jit(jaxnn.hessian, static_argnums=0)(net, params, x, t)
+    np.testing.assert_allclose(H, reference, rtol=RTOL, atol=ATOL)
+    # The pytree form, jax.jacfwd(net.backprop) itself, block by block.
+    blocks = jax.jit(jax.jacfwd(net.backprop))(params, x, t)
+    assert_trees_close(blocks, jax.jit(jax.hessian(net.loss))(params, x, t), RTOL, ATOL)
+
+
+def test_hvp_equals_the_hessian_times_v_jitted():
+    net, params, x, t = _problem((4, 5, 3, 2), [jaxnn.Tanh(), jaxnn.Softmax(), jaxnn.Sigmoid()], 6, 0)
+    v = jax.tree.map(lambda p: jax.random.normal(jax.random.key(7), p.shape, p.dtype), params)
+    hv = jax.jit(jaxnn.hvp, static_argnums=0)(net, params, x, t, v)
+    flat, unravel = ravel_pytree(params)
+    H = jax.jit(jax.hessian(lambda f: net.loss(unravel(f), x, t)))(flat)
+    assert_trees_close(hv, unravel(H @ ravel_pytree(v)[0]), RTOL, ATOL)
+    # Also equal to forward over reverse with jax.grad.
+    ref = jax.jit(lambda p, v: jax.jvp(jax.grad(lambda p: net.loss(p, x, t)), (p,), (v,))[1])(params, v)
+    assert_trees_close(hv, ref, RTOL, ATOL)
+
+
+def test_one_example_and_cross_entropy_labels():
+    net = jaxnn.Network.from_sizes((3, 4, 3), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    params = net.init(jax.random.key(1), bias_init="normal")
+    x, label = jnp.array([0.5, -1.0, 2.0]), jnp.array(2)
+    flat, unravel = ravel_pytree(params)
+    reference = jax.jit(jax.hessian(lambda f: net.loss(unravel(f), x, label)))(flat)
+    H = jax.jit(jaxnn.hessian, static_argnums=0)(net, params, x, label)
+    np.testing.assert_allclose(H, reference, rtol=RTOL, atol=ATOL)
+
+
+def test_hessian_of_loss_with_backprop_goes_through_the_recursion():
+    net, params, x, t = _problem((3, 4, 2), [jaxnn.Sigmoid(), jaxnn.Tanh()], 4, 3)
+    H = jax.jit(jax.hessian(jaxnn.loss_with_backprop(net)))(params, x, t)
+    assert_trees_close(H, jax.jit(jax.hessian(net.loss))(params, x, t), RTOL, ATOL)
