@@ -3,7 +3,6 @@
 import dataclasses
 
 import hypothesis
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 import jaxnn
 from jaxnn.backprop import forward_trace
+from tests.helpers import random_problem, smooth_architectures
 
 
 # --- planted bugs ----------------------------------------------------------------
@@ -259,21 +259,11 @@ def test_bad_backprop_output_is_named():
         jaxnn.check_gradients(net, params, jnp.ones(3), jnp.zeros(2), fd_entries=-1)
 
 
-SMOOTH = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity(), jaxnn.Softmax()]
-
 
 @hypothesis.settings(max_examples=3, deadline=None)
-@hypothesis.given(
-    sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
-    acts=st.lists(st.sampled_from(SMOOTH), min_size=3, max_size=3),
-    batch=st.integers(1, 3),
-    seed=st.integers(0, 2**16),
-)
+@hypothesis.given(**smooth_architectures())
 def test_random_architectures_pass(sizes, acts, batch, seed):
-    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], jaxnn.MSELoss())
-    params = net.init(jax.random.key(seed), bias_init="normal")
-    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
-    t = jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
+    net, params, x, t = random_problem(sizes, acts, batch, seed)
     report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
     assert report.ok, str(report)
 

@@ -8,22 +8,14 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, random_problem
 
 RTOL, ATOL = 1e-12, 1e-14
 ACTS = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.LeakyReLU(), jaxnn.ReLU(), jaxnn.Identity(), jaxnn.Softmax()]
 
 
 def _problem(sizes, acts, batch, seed, labels=False):
-    loss = jaxnn.CrossEntropyLoss() if labels else jaxnn.MSELoss()
-    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], loss)
-    params = net.init(jax.random.key(seed), bias_init="normal")
-    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
-    if labels:
-        t = jax.random.randint(jax.random.key(seed + 2), (batch,), 0, sizes[-1])
-    else:
-        t = 3 * jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
-    return net, params, x, t
+    return random_problem(sizes, acts, batch, seed, labels=labels, target_scale=3.0)
 
 
 def _vmap_then_clip(net, params, x, t, clip_norm):

@@ -1,34 +1,23 @@
 """Second order through the recursion: jacfwd/jvp of net.backprop equal jax.hessian(net.loss) and its HVP."""
 
 import hypothesis
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import jaxnn
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, random_problem, smooth_architectures
 
 RTOL, ATOL = 1e-10, 1e-12
-SMOOTH = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity(), jaxnn.Softmax()]
 
 
 def _problem(sizes, acts, batch, seed, loss=jaxnn.MSELoss()):
-    net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], loss)
-    params = net.init(jax.random.key(seed), bias_init="normal")
-    x = jax.random.normal(jax.random.key(seed + 1), (batch, sizes[0]))
-    t = jax.random.normal(jax.random.key(seed + 2), (batch, sizes[-1]))
-    return net, params, x, t
+    return random_problem(sizes, acts, batch, seed, loss=loss)
 
 
 @hypothesis.settings(max_examples=3, deadline=None)
-@hypothesis.given(
-    sizes=st.lists(st.integers(1, 4), min_size=2, max_size=4),
-    acts=st.lists(st.sampled_from(SMOOTH), min_size=3, max_size=3),
-    batch=st.integers(1, 3),
-    seed=st.integers(0, 2**16),
-)
+@hypothesis.given(**smooth_architectures())
 def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
     net, params, x, t = _problem(sizes, acts, batch, seed)
     flat, unravel = ravel_pytree(params)
