@@ -36,7 +36,8 @@ def main():
     times = []
     for _ in range(2):
         start = time.perf_counter()
-        trained, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=batch_size, gradients=gradients)
+        state, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=batch_size, gradients=gradients)
+        trained = state.params
         jax.block_until_ready(trained)
         times.append(time.perf_counter() - start)
     print(json.dumps({"first": times[0], "second": times[1]}))

@@ -131,8 +131,9 @@ def run(steps: int, batch: int, repeats: int, torch_threads=(1, 2)) -> dict:
     devices = jax.devices()
 
     def fit(gradients, **kwargs):  # one epoch, compiled once (same optimizer object each call)
-        trained, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=batch, gradients=gradients,
+        state, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=batch, gradients=gradients,
                                **kwargs)
+        trained = state.params
         jax.block_until_ready(trained)
 
     Ws = [W for W, _ in params]

@@ -68,7 +68,8 @@ def bare_scan(params, xs, ts, step):
 def check_same_training(net, params, x, t, steps=300):
     """The NumPy loop, the bare scan and fit train to the same parameters (float32 vs float64)."""
     expected = numpy_train(params, x[:steps], t[:steps], LR, ALPHA)
-    fitted, _ = jaxnn.fit(net, params, x[:steps], t[:steps], optimizer=optax.sgd(LR), batch_size=1)
+    state, _ = jaxnn.fit(net, params, x[:steps], t[:steps], optimizer=optax.sgd(LR), batch_size=1)
+    fitted = state.params
     bare = bare_scan(params, jnp.asarray(x[:steps]), jnp.asarray(t[:steps]), _bare_manual_step)
     for got in (fitted, bare):
         for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
@@ -83,7 +84,8 @@ def run(steps: int, numpy_steps: int, loop_steps: int, repeats: int) -> dict:
     optimizer = optax.sgd(LR)
 
     def fit(gradients):
-        trained, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=1, gradients=gradients)
+        state, _ = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=1, gradients=gradients)
+        trained = state.params
         jax.block_until_ready(trained)
 
     jit_step = jaxnn.make_train_step(net, optimizer)

@@ -112,10 +112,11 @@ def main():
         net = jaxnn.Network.from_sizes(sizes, [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), output], loss_fn)
         params = net.init(init_key)
         start = time.perf_counter()
-        trained[name], history = jaxnn.fit(
+        state, history = jaxnn.fit(
             net, params, x_train, targets(loss_fn, y_train), optimizer=optax.sgd(args.lr),
             batch_size=1, epochs=args.epochs, key=shuffle_key, progress=True,
         )
+        trained[name] = state.params
         seconds = time.perf_counter() - start
         histories[name] = history["loss"]
         before = accuracy(net, params, x_test, y_test)

@@ -71,9 +71,10 @@ def main():
     # An epoch on a single example is one SGD step, so the 10,000 epochs are one
     # pass over 10,000 copies of it: the same updates, in one jitted call.
     copies = lambda a: jnp.broadcast_to(a, (args.epochs,) + a.shape)
-    trained, _ = jaxnn.fit(
+    state, _ = jaxnn.fit(
         net, params, copies(x), copies(y), optimizer=optax.sgd(args.lr), batch_size=1
     )
+    trained = state.params
     print(f"trained {args.epochs:,} epochs in {time.perf_counter() - start:.2f} s")
     print(f"loss after training: {float(net.loss(trained, x, y)):.4e}")
     print(f"{'y':>8}  {'y_hat':>8}")

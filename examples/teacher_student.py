@@ -68,10 +68,11 @@ def main():
     activations = [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(), jaxnn.Identity()]
     teacher = jaxnn.Network.from_sizes((64, 16, 16, 10), activations, jaxnn.CrossEntropyLoss())
     start = time.perf_counter()
-    teacher_params, _ = jaxnn.fit(
+    state, _ = jaxnn.fit(
         teacher, teacher.init(teacher_key), x_train, y_train, optimizer=optax.sgd(args.teacher_lr),
         batch_size=1, epochs=args.epochs, key=shuffle_key, progress=True,
     )
+    teacher_params = state.params
     teacher_test = predictions(teacher, teacher_params, x_test)
     teacher_accuracy = float(jnp.mean(teacher_test == y_test))
     print(f"teacher 64-16-16-10, cross-entropy on the labels: test accuracy {teacher_accuracy:.1%} "

@@ -69,10 +69,11 @@ def main():
     print(f"diabetes: {len(x_train)} training and {len(x_test)} test patients, 10 features")
     report("before", params)
     start = time.perf_counter()
-    trained, history = jaxnn.fit(
+    state, history = jaxnn.fit(
         net, params, x_train, y_train, optimizer=optax.sgd(args.lr), batch_size=args.batch_size,
         epochs=args.epochs, key=shuffle_key, progress=True,
     )
+    trained = state.params
     loss = history["loss"]
     print(f"trained {args.epochs} epochs of minibatches of {args.batch_size} in "
           f"{time.perf_counter() - start:.2f} s; training loss {loss[0]:.3f} -> {loss[-1]:.3f}")

@@ -37,9 +37,10 @@ def main():
     before = summed_loss(net, params, jax.random.normal(before_key, (100, 2)))
     print(f"summed loss over 100 fresh inputs before training: {before:.4f}")
     start = time.perf_counter()
-    trained, history = jaxnn.fit(
+    state, history = jaxnn.fit(
         net, params, x_train, jnp.zeros((args.steps, 3)), optimizer=optax.sgd(args.lr), batch_size=1
     )
+    trained = state.params
     jax.block_until_ready(trained)
     seconds = time.perf_counter() - start
     print(f"trained {args.steps:,} per-example steps in {seconds:.2f} s (compile included)")

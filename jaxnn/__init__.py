@@ -23,35 +23,38 @@ from jaxnn.activations import (
     Tanh,
 )
 from jaxnn.backprop import Trace
-from jaxnn.checking import check_gradients
+from jaxnn import checking, datasets, training
+from jaxnn.checking import GradientCheckError, GradientReport, check_gradients
 from jaxnn.custom_grad import loss_with_backprop
-from jaxnn.gradient_report import (
-    Comparison,
-    ComponentCheck,
-    GradientCheckError,
-    GradientReport,
-    GradientRow,
-    Tolerances,
-)
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
 from jaxnn.per_example import clipped_mean_grad, per_example_grad_norms, per_example_grads
 from jaxnn.second_order import hessian, hvp
-from jaxnn.training import fit, make_train_step
-from jaxnn.typing import Grads, Params
+from jaxnn.training import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    NonFiniteLossError,
+    ProgressBar,
+    TrainState,
+    evaluate,
+    fit,
+    make_train_step,
+)
+from jaxnn._types import Grads, Params
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
-    "Comparison",
-    "ComponentCheck",
+    "Callback",
+    "Checkpoint",
     "CrossEntropyLoss",
+    "EarlyStopping",
     "Elementwise",
     "GradientCheckError",
     "GradientReport",
-    "GradientRow",
     "Grads",
     "Identity",
     "Layer",
@@ -59,16 +62,21 @@ __all__ = [
     "Loss",
     "MSELoss",
     "Network",
+    "NonFiniteLossError",
     "Params",
+    "ProgressBar",
     "ReLU",
     "Sigmoid",
     "Softmax",
     "Tanh",
-    "Tolerances",
     "Trace",
+    "TrainState",
     "articles_normal",
     "check_gradients",
+    "checking",
     "clipped_mean_grad",
+    "datasets",
+    "evaluate",
     "fit",
     "get_initializer",
     "hessian",
@@ -77,4 +85,5 @@ __all__ = [
     "make_train_step",
     "per_example_grad_norms",
     "per_example_grads",
+    "training",
 ]

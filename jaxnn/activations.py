@@ -22,6 +22,7 @@ derivative is right.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,14 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Base class: an activation ``f`` with its backward rule."""
+    """Base class: an activation ``f`` with its backward rule.
+
+    ``kinks`` lists the points where ``f`` is not differentiable (``(0.0,)``
+    for ReLU); gradient checking leaves finite differences across them out.
+    A subclass with kinks declares them the same way, as a class attribute.
+    """
+
+    kinks: ClassVar[tuple[float, ...]] = ()
 
     def f(self, y: ArrayLike) -> jax.Array:
         """The activation applied to pre-activations ``y`` of shape (..., n)."""
@@ -79,6 +87,7 @@ class LeakyReLU(Elementwise):
     """
 
     alpha: float = 0.1
+    kinks: ClassVar[tuple[float, ...]] = (0.0,)
 
     def f(self, y):
         return jnp.where(y > 0, y, self.alpha * y)
@@ -91,6 +100,8 @@ class LeakyReLU(Elementwise):
 @dataclasses.dataclass(frozen=True)
 class ReLU(Elementwise):
     """``f(y) = max(y, 0)``; the derivative at the kink ``y == 0`` is 0, as in ``jax.grad``."""
+
+    kinks: ClassVar[tuple[float, ...]] = (0.0,)
 
     def f(self, y):
         return jnp.where(y > 0, y, jnp.zeros_like(y))

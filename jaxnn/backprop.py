@@ -22,9 +22,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.typing import Grads, Params
+from jaxnn._types import Grads, Params
 
-__all__ = ["Trace", "affine", "backprop_trace", "forward_trace"]
+__all__ = ["Trace", "affine", "backprop_trace", "backward", "forward_trace", "layer_grads"]
 
 
 class Trace(NamedTuple):
@@ -61,29 +61,53 @@ def forward_trace(layers: Sequence, params: Params, x: jax.Array) -> tuple[list,
     return xs, ys
 
 
+def backward(layers: Sequence, params: Params, ys: list, dx: jax.Array) -> tuple[list, list]:
+    """The recursion's two lines per layer, from the last layer back to the first.
+
+    ``db = f'(y) * dx`` (``activation.backward(y, dx)``), then ``dx = W^T db``.
+    For a batch every row is one example's, so ``dbs[i]`` (batch, outs) keeps
+    each example's ``db_i`` before any sum over the batch.
+
+    Args:
+        layers, params: the network's layers and their ``(W, b)``.
+        ys: pre-activations from :func:`forward_trace`.
+        dx: the gradient of the loss with respect to the output.
+
+    Returns:
+        ``(dbs, dxs)``: ``dbs[i]`` of layer ``i``, and ``dxs[i]`` the gradient
+        with respect to layer ``i``'s input (``dxs[-1]`` is ``dx`` itself).
+    """
+    dbs, dxs = [None] * len(layers), [None] * len(layers) + [dx]
+    for i in reversed(range(len(layers))):
+        dbs[i] = layers[i].activation.backward(ys[i], dx)
+        W = params[i][0]
+        dx = W.T @ dbs[i] if dbs[i].ndim == 1 else dbs[i] @ W
+        dxs[i] = dx
+    return dbs, dxs
+
+
+def layer_grads(dbs: list, xs: list) -> Grads:
+    """``dW = db x^T`` and ``db`` per layer; for a batch the sums over its rows, ``dB^T X`` and ``sum(dB)``."""
+    grads = []
+    for db, x_in in zip(dbs, xs):
+        if db.ndim == 1:
+            grads.append((jnp.outer(db, x_in), db))
+        else:
+            grads.append((db.T @ x_in, jnp.sum(db, axis=0)))
+    return grads
+
+
 def backprop_trace(layers: Sequence, loss_fn, params: Params, x: jax.Array, t: jax.Array) -> Trace:
     """Run the forward pass, then the recursion from the last layer back to the first.
 
-    Inputs are assumed checked (``Network`` does that); ``x`` has shape
-    (ins,) or (batch, ins).
+    Inputs are assumed checked (``Network.check_inputs`` does that); ``x``
+    has shape (ins,) or (batch, ins).
     """
     xs, ys = forward_trace(layers, params, x)
     out = xs[-1]
-    batched = x.ndim == 2
     loss = jnp.mean(loss_fn.loss(out, t))
     dx = loss_fn.dloss(out, t)
-    if batched:
+    if x.ndim == 2:
         dx = dx / x.shape[0]  # the loss is the mean over the batch
-    dxs, grads = [dx], []
-    for layer, (W, b), x_in, y in reversed(list(zip(layers, params, xs[:-1], ys))):
-        db = layer.activation.backward(y, dx)
-        if batched:
-            dW = db.T @ x_in
-            dx = db @ W
-            db = jnp.sum(db, axis=0)
-        else:
-            dW = jnp.outer(db, x_in)
-            dx = W.T @ db
-        grads.append((dW, db))
-        dxs.append(dx)
-    return Trace(loss, grads[::-1], xs, ys, dxs[::-1])
+    dbs, dxs = backward(layers, params, ys, dx)
+    return Trace(loss, layer_grads(dbs, xs[:-1]), xs, ys, dxs)

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxnn._validation import check_network
 from jaxnn.network import Network
-from jaxnn.typing import Params
+from jaxnn._types import Params
 
 __all__ = ["loss_with_backprop"]
 
@@ -68,8 +69,7 @@ def loss_with_backprop(net: Network) -> Callable[[Params, ArrayLike, ArrayLike],
     ...                                          jax.tree.leaves(net.backprop(params, x, t))))
     True
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a jaxnn.Network, got {type(net).__name__}")
+    check_network(net)
 
     @jax.custom_vjp
     def loss(params, x, t):

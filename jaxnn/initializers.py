@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
-from jaxnn.typing import Initializer
+from jaxnn._types import Initializer
 
 __all__ = ["articles_normal", "get_initializer"]
 

@@ -20,7 +20,8 @@ from jaxnn.activations import Activation
 from jaxnn.backprop import Trace, affine, backprop_trace
 from jaxnn.initializers import get_initializer
 from jaxnn.losses import Loss
-from jaxnn.typing import Grads, Initializer, Params
+from jaxnn._types import Grads, Initializer, Params
+from jaxnn._validation import as_input, as_target, check_params, positive_int
 
 __all__ = ["Layer", "Network"]
 
@@ -35,9 +36,7 @@ class Layer:
 
     def __post_init__(self):
         for name in ("ins", "outs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Layer {name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(f"Layer {name}", getattr(self, name)))
         if not isinstance(self.activation, Activation):
             raise TypeError(
                 f"Layer activation must be a jaxnn Activation (e.g. LeakyReLU()), got {self.activation!r}"
@@ -149,66 +148,40 @@ class Network:
 
     def check_params(self, params: Params) -> None:
         """Raise if ``params`` do not have the structure and shapes this network needs."""
-        if not isinstance(params, (list, tuple)):
-            raise TypeError(f"params must be a list of (W, b) tuples, got {type(params).__name__}")
-        if len(params) != len(self.layers):
-            raise ValueError(
-                f"params hold {len(params)} layers but the network has {len(self.layers)}"
-            )
-        for i, (layer, p) in enumerate(zip(self.layers, params)):
-            if not isinstance(p, (list, tuple)) or len(p) != 2:
-                raise TypeError(f"params[{i}] must be a (W, b) pair, got {type(p).__name__}")
-            W, b = p
-            if jnp.shape(W) != (layer.outs, layer.ins):
-                raise ValueError(
-                    f"layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
-                    f"got {jnp.shape(W)}"
-                )
-            if jnp.shape(b) != (layer.outs,):
-                raise ValueError(
-                    f"layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}"
-                )
+        check_params(self.layers, params)
 
-    def _input(self, params: Params, x: ArrayLike) -> jax.Array:
-        self.check_params(params)
-        shape, ins = jnp.shape(x), self.layers[0].ins
-        if len(shape) not in (1, 2):
-            raise ValueError(
-                f"x must have shape ({ins},) for one example or (batch, {ins}) for a batch, got "
-                f"{shape}; for more batch axes use jax.vmap"
-            )
-        if shape[-1] != ins:
-            raise ValueError(
-                f"x has last dimension {shape[-1]} but layer 0 expects {ins} inputs (x shape {shape})"
-            )
-        return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
+    def check_inputs(
+        self, params: Params, x: ArrayLike, t: ArrayLike | None = None
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Check ``(params, x, t)`` as every method does, and return ``x`` and ``t`` as arrays.
 
-    def _target(self, x: jax.Array, t: ArrayLike) -> jax.Array:
-        self.loss_fn.check_target(x.shape[:-1] + (self.layers[-1].outs,), t)
-        t = jnp.asarray(t)
-        if jnp.issubdtype(t.dtype, jnp.floating):
-            t = t.astype(x.dtype)
-        return t
+        ``x`` is cast to the parameters' dtype, float targets to ``x``'s.
+        Only shapes and types are checked, so it works under ``jax.jit``.
+
+        Raises:
+            ValueError, TypeError: naming the layer, the argument and the
+                shapes expected and given.
+        """
+        x = as_input(self.layers, params, x)
+        return x, (None if t is None else as_target(self.layers, self.loss_fn, x, t))
 
     # The pure functions of params.
 
     def forward(self, params: Params, x: ArrayLike) -> jax.Array:
         """The network's output for ``x`` of shape (ins,) or (batch, ins)."""
-        x = self._input(params, x)
+        x, _ = self.check_inputs(params, x)
         for layer, (W, b) in zip(self.layers, params):
             x = layer.activation.f(affine(W, b, x))
         return x
 
     def loss(self, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
         """The loss of one example, or the mean loss over a batch (a scalar)."""
-        x = self._input(params, x)
-        t = self._target(x, t)
+        x, t = self.check_inputs(params, x, t)
         return jnp.mean(self.loss_fn.loss(self.forward(params, x), t))
 
     def backprop_trace(self, params: Params, x: ArrayLike, t: ArrayLike) -> Trace:
         """Loss, gradients and the recursion's intermediate lists (``xs``, ``ys``, ``dxs``)."""
-        x = self._input(params, x)
-        t = self._target(x, t)
+        x, t = self.check_inputs(params, x, t)
         trace = backprop_trace(self.layers, self.loss_fn, params, x, t)
         # Same containers as the params given (list or tuple), as jax.grad would.
         grads = jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(trace.grads))

@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxnn.backprop import forward_trace
+from jaxnn._validation import check_batch, check_network, non_negative_number
+from jaxnn.backprop import backward, forward_trace, layer_grads
+from jaxnn._types import Grads, Params
 from jaxnn.network import Network
-from jaxnn.typing import Grads, Params
 
 __all__ = ["clipped_mean_grad", "per_example_grad_norms", "per_example_grads"]
 
@@ -44,29 +45,30 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
     ...     jaxnn.per_example_grads(net, params, jax.numpy.ones((5, 3)), jax.numpy.zeros((5, 2))))]
     [(5, 2, 3), (5, 2)]
     """
+    check_network(net)
+    x, t = net.check_inputs(params, x, t)
+    check_batch(net.layers, x, "per_example_grads")
     return jax.vmap(net.backprop, in_axes=(None, 0, 0))(params, x, t)
 
 
 def _per_example_deltas(net: Network, params: Params, x: ArrayLike, t: ArrayLike, where: str):
-    """The batched recursion with each example's own (unscaled) loss: layer inputs ``xs`` and ``dbs``.
+    """The layer inputs ``xs`` and every example's ``db_i`` per layer, from one batched pass.
 
-    ``dbs[i]`` (batch, outs) holds ``db_i`` of every example for layer ``i``;
+    Each example's own loss starts the recursion (no ``1 / batch``), so
     layer ``i``'s per-example ``dW`` is ``dbs[i][n] xs[i][n]^T``.
     """
-    x = net._input(params, x)
-    if x.ndim != 2:
-        raise ValueError(
-            f"{where} needs a batch x of shape (batch, {net.layers[0].ins}), got shape {x.shape}"
-        )
-    t = net._target(x, t)
+    check_network(net)
+    x, t = net.check_inputs(params, x, t)
+    check_batch(net.layers, x, where)
     xs, ys = forward_trace(net.layers, params, x)
-    dx = net.loss_fn.dloss(xs[-1], t)  # each example's own loss: no 1 / batch
-    dbs = [None] * len(net.layers)
-    for i in reversed(range(len(net.layers))):
-        dbs[i] = net.layers[i].activation.backward(ys[i], dx)
-        if i:  # the gradient with respect to the input itself is not needed
-            dx = dbs[i] @ params[i][0]
-    return xs, dbs
+    dbs, _ = backward(net.layers, params, ys, net.loss_fn.dloss(xs[-1], t))
+    return xs[:-1], dbs
+
+
+def _norms(xs, dbs) -> jax.Array:
+    """``||g_i|| = sqrt(sum over layers of ||db_i||^2 (||x_i||^2 + 1))`` for every example ``i``."""
+    sq = sum(jnp.sum(db**2, axis=-1) * (jnp.sum(x_in**2, axis=-1) + 1) for db, x_in in zip(dbs, xs))
+    return jnp.sqrt(sq)
 
 
 def per_example_grad_norms(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
@@ -94,14 +96,7 @@ def per_example_grad_norms(net: Network, params: Params, x: ArrayLike, t: ArrayL
     >>> float(jaxnn.per_example_grad_norms(net, params, x, t)[0])  # ||db|| = 1, ||x|| = 3
     3.1622776601683795
     """
-    xs, dbs = _per_example_deltas(net, params, x, t, "per_example_grad_norms")
-    sq = sum(jnp.sum(db**2, axis=-1) * (jnp.sum(x_in**2, axis=-1) + 1) for db, x_in in zip(dbs, xs))
-    return jnp.sqrt(sq)
-
-
-def _check_non_negative(name: str, value) -> None:
-    if isinstance(value, numbers.Real) and not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return _norms(*_per_example_deltas(net, params, x, t, "per_example_grad_norms"))
 
 
 def clipped_mean_grad(
@@ -146,22 +141,18 @@ def clipped_mean_grad(
     >>> round(float(jax.numpy.sqrt(jax.numpy.sum(dW**2) + jax.numpy.sum(db**2))), 6)
     1.0
     """
-    _check_non_negative("clip_norm", clip_norm)
-    _check_non_negative("noise_multiplier", noise_multiplier)
+    non_negative_number("clip_norm", clip_norm)
+    non_negative_number("noise_multiplier", noise_multiplier)
     noisy = not (isinstance(noise_multiplier, numbers.Real) and noise_multiplier == 0)
     if noisy and key is None:
         raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=...)")
     xs, dbs = _per_example_deltas(net, params, x, t, "clipped_mean_grad")
-    sq = sum(jnp.sum(db**2, axis=-1) * (jnp.sum(x_in**2, axis=-1) + 1) for db, x_in in zip(dbs, xs))
-    norms = jnp.sqrt(sq)
+    norms = _norms(xs, dbs)
     # w_i = min(1, C / norm_i), written so that a zero norm gives 1 and no division by 0.
     clipped = norms > clip_norm
     weights = jnp.where(clipped, clip_norm / jnp.where(clipped, norms, 1), 1).astype(norms.dtype)
     batch = xs[0].shape[0]
-    grads = []
-    for db, x_in in zip(dbs, xs):
-        wdb = db * weights[:, None]
-        grads.append([wdb.T @ x_in, jnp.sum(wdb, axis=0)])
+    grads = layer_grads([db * weights[:, None] for db in dbs], xs)
     if noisy:
         leaves = jax.tree.leaves(grads)
         keys = jax.random.split(key, len(leaves))

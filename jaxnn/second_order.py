@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxnn.network import Network
-from jaxnn.typing import Grads, Params
+from jaxnn._types import Grads, Params
 
 __all__ = ["hessian", "hvp"]
 

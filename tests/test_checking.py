@@ -269,7 +269,8 @@ def test_random_architectures_pass(sizes, acts, batch, seed):
 
 
 def test_research_tools_are_public():
-    for name in ["check_gradients", "GradientReport", "GradientRow", "Comparison", "ComponentCheck",
-                 "Tolerances", "GradientCheckError", "loss_with_backprop", "hvp", "hessian",
-                 "per_example_grads", "per_example_grad_norms", "clipped_mean_grad"]:
+    for name in ["check_gradients", "GradientReport", "GradientCheckError", "loss_with_backprop", "hvp",
+                 "hessian", "per_example_grads", "per_example_grad_norms", "clipped_mean_grad"]:
         assert name in jaxnn.__all__ and hasattr(jaxnn, name), name
+    for name in ["GradientRow", "Comparison", "ComponentCheck", "Tolerances", "check_gradients"]:
+        assert name in jaxnn.checking.__all__ and hasattr(jaxnn.checking, name), name

@@ -99,7 +99,7 @@ def test_fit_checks_before_running(net, params):
         jaxnn.fit(net, params, jnp.ones((4, 3)), jnp.zeros((4, 2)), optimizer=sgd, batch_size=0)
     with pytest.raises(ValueError, match="x has last dimension 2 but layer 0 expects 3"):
         jaxnn.fit(net, params, jnp.ones((4, 2)), jnp.zeros((4, 2)), optimizer=sgd, batch_size=2)
-    with pytest.raises(ValueError, match=r"fit expects x of shape \(n, ins\), got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"fit needs a batch x of shape \(batch, 3\), got shape \(3,\)"):
         jaxnn.fit(net, params, jnp.ones(3), jnp.zeros(2), optimizer=sgd, batch_size=1)
 
 

@@ -22,7 +22,8 @@ def quadrant_problem(n=64, seed=0):
 def test_fit_with_batch_size_1_is_the_articles_per_example_loop():
     net, params, x, t = quadrant_problem()
     lr = 0.05
-    trained, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(lr), batch_size=1)
+    state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(lr), batch_size=1)
+    trained = state.params
     # The articles' loop: forward, backprop, W -= lr * dW, one example at a time.
     expected, losses = params, []
     for xi, ti in zip(x, t):
@@ -57,7 +58,8 @@ def test_manual_and_autodiff_train_steps_give_the_same_parameters(optimizer, bat
 def test_fit_keeps_every_example_when_batches_do_not_divide(n, batch_size):
     net, params, x, t = quadrant_problem(n)
     lr = 0.1
-    trained, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(lr), batch_size=batch_size)
+    state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(lr), batch_size=batch_size)
+    trained = state.params
     expected, weighted = params, 0.0
     for start in range(0, n, batch_size):
         xb, tb = x[start : start + batch_size], t[start : start + batch_size]
@@ -71,10 +73,14 @@ def test_fit_keeps_every_example_when_batches_do_not_divide(n, batch_size):
 def test_fit_shuffles_with_a_key_and_is_deterministic():
     net, params, x, t = quadrant_problem(32)
     kwargs = dict(optimizer=optax.sgd(0.1), batch_size=4, epochs=3)
-    a, ha = jaxnn.fit(net, params, x, t, key=jax.random.key(7), **kwargs)
-    b, hb = jaxnn.fit(net, params, x, t, key=jax.random.key(7), **kwargs)
-    c, _ = jaxnn.fit(net, params, x, t, key=jax.random.key(8), **kwargs)
-    d, _ = jaxnn.fit(net, params, x, t, key=None, **kwargs)
+    a_state, ha = jaxnn.fit(net, params, x, t, key=jax.random.key(7), **kwargs)
+    a = a_state.params
+    b_state, hb = jaxnn.fit(net, params, x, t, key=jax.random.key(7), **kwargs)
+    b = b_state.params
+    c_state, _ = jaxnn.fit(net, params, x, t, key=jax.random.key(8), **kwargs)
+    c = c_state.params
+    d_state, _ = jaxnn.fit(net, params, x, t, key=None, **kwargs)
+    d = d_state.params
     assert_trees_close(a, b, rtol=0, atol=0)
     assert ha["loss"].shape == (3,)
     assert not np.allclose(a[0][0], c[0][0]) and not np.allclose(a[0][0], d[0][0])
@@ -87,8 +93,10 @@ def test_fit_manual_equals_autodiff_and_learns():
     t = (x[:, 0] * x[:, 1] > 0).astype(jnp.int32)
     params = net.init(kp)
     kwargs = dict(optimizer=optax.adam(0.02), batch_size=32, epochs=30, key=jax.random.key(0))
-    manual, hm = jaxnn.fit(net, params, x, t, gradients="manual", **kwargs)
-    auto, ha = jaxnn.fit(net, params, x, t, gradients="autodiff", **kwargs)
+    manual_state, hm = jaxnn.fit(net, params, x, t, gradients="manual", **kwargs)
+    manual = manual_state.params
+    auto_state, ha = jaxnn.fit(net, params, x, t, gradients="autodiff", **kwargs)
+    auto = auto_state.params
     assert_trees_close(manual, auto, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(hm["loss"], ha["loss"], rtol=1e-9)
     assert hm["loss"][-1] < 0.3 * hm["loss"][0]
@@ -106,7 +114,8 @@ def test_fit_leaves_the_given_params_untouched():
 def test_fit_with_float32_params_stays_float32():
     net, params, x, t = quadrant_problem(16)
     params32 = jax.tree.map(lambda p: p.astype(jnp.float32), params)
-    trained, history = jaxnn.fit(net, params32, x.astype(jnp.float32), t, optimizer=optax.sgd(0.1), batch_size=4)
+    state, history = jaxnn.fit(net, params32, x.astype(jnp.float32), t, optimizer=optax.sgd(0.1), batch_size=4)
+    trained = state.params
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(trained))
     assert np.isfinite(history["loss"]).all()
 
@@ -123,10 +132,12 @@ def test_train_step_is_jitted_and_loss_is_before_the_update():
 
 def test_fit_with_progress_bar_and_zero_epochs(capsys):
     net, params, x, t = quadrant_problem(16)
-    trained, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=2,
+    state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=2,
                                  progress=True)
+    trained = state.params
     assert history["loss"].shape == (2,)
     assert "fit" in capsys.readouterr().err
-    same, empty = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=0)
+    same_state, empty = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=0)
+    same = same_state.params
     assert empty["loss"].shape == (0,)
     assert_trees_close(same, params, rtol=0, atol=0)

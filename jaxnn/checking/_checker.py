@@ -18,141 +18,30 @@ Finite differences across a kink (ReLU at 0) say nothing about the
 derivative there, so entries whose step moves a pre-activation across a kink
 of its activation are counted and left out of the finite-difference verdict;
 hand-written and automatic gradients are still compared exactly there.
-An activation declares its kinks with a class attribute, e.g.
-``kinks = (0.0,)``; ``ReLU`` and ``LeakyReLU`` are known to have one at 0.
+An activation declares its kinks as a class attribute, ``kinks = (0.0,)``
+on ``ReLU`` and ``LeakyReLU``; the check reads only that attribute.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from jaxnn.activations import Activation, LeakyReLU, ReLU
+from jaxnn._types import Grads, Params
+from jaxnn._validation import check_network, non_negative_int
 from jaxnn.backprop import forward_trace
-from jaxnn.gradient_report import (
-    FD_STEP,
-    Comparison,
-    ComponentCheck,
-    GradientReport,
-    GradientRow,
-    compare,
-    tolerances_for,
-)
+from jaxnn.checking._finite_differences import choose_fd_entries, fd_values
+from jaxnn.checking._policy import compare, tolerances_for
+from jaxnn.checking._report import Comparison, ComponentCheck, GradientReport, GradientRow
 from jaxnn.network import Network
-from jaxnn.typing import Grads, Params
 
 __all__ = ["check_gradients"]
 
 _PARAM_NAMES = ("W", "b")
-
-
-# --- finite differences --------------------------------------------------------
-
-
-def _kinks(activation: Activation) -> tuple[float, ...]:
-    kinks = getattr(activation, "kinks", None)
-    if kinks is not None:
-        return tuple(float(k) for k in kinks)
-    if isinstance(activation, (ReLU, LeakyReLU)):
-        return (0.0,)
-    return ()
-
-
-def _float64():
-    """A context in which float64 arrays exist: x64 switched on for its duration if it is off."""
-    if jax.config.jax_enable_x64:
-        return contextlib.nullcontext()
-    enable = getattr(jax, "enable_x64", None)
-    if enable is None:
-        enable = getattr(getattr(jax, "experimental", None), "enable_x64", None)
-    if enable is None:
-        raise RuntimeError(
-            "finite differences need float64, but jax_enable_x64 is off and this JAX has no "
-            "enable_x64 context; call jax.config.update('jax_enable_x64', True) at start-up "
-            "or pass fd_entries=0 to skip finite differences"
-        )
-    return enable(True)
-
-
-def _finite_differences(net: Network, params, x, t, entries):
-    """Central differences of the mean loss at the flat indices ``entries`` of ``ravel_pytree(params)``.
-
-    Returns ``(fd, crossed)``: the derivative estimates, and whether the step
-    moved any pre-activation across a kink of its layer's activation.
-    """
-    kinks = [_kinks(layer.activation) for layer in net.layers]
-    flat, unravel = ravel_pytree(params)
-
-    def loss_and_ys(v):
-        xs, ys = forward_trace(net.layers, unravel(v), x)
-        return jnp.mean(net.loss_fn.loss(xs[-1], t)), ys
-
-    def one_entry(j):
-        value = flat[j]
-        h = FD_STEP * jnp.maximum(1.0, jnp.abs(value))
-        up, down = value + h, value - h
-        (lu, ysu), (ld, ysd) = loss_and_ys(flat.at[j].set(up)), loss_and_ys(flat.at[j].set(down))
-        crossed = jnp.zeros((), bool)
-        for ya, yb, layer_kinks in zip(ysu, ysd, kinks):
-            for kink in layer_kinks:
-                crossed = crossed | jnp.any(((ya - kink) * (yb - kink) <= 0) & (ya != yb))
-        # Divide by the step actually taken, up - down, which is exact in float64.
-        return (lu - ld) / (up - down), crossed
-
-    return jax.lax.map(one_entry, entries, batch_size=min(64, entries.shape[0]))
-
-
-def _choose_entries(size, must, max_entries, rng):
-    """Up to ``max_entries`` flat indices: all if the parameter is small, else ``must`` plus random others."""
-    if size <= max_entries:
-        return np.arange(size)
-    chosen = list(dict.fromkeys(int(m) for m in must))[:max_entries]
-    rest = np.setdiff1d(np.arange(size), chosen)
-    chosen += list(rng.choice(rest, size=max_entries - len(chosen), replace=False))
-    return np.sort(np.asarray(chosen, dtype=np.int64))
-
-
-def _fd_entries(manual_np, auto_np, max_entries, rng):
-    """Per layer and parameter, the flat indices to check by finite differences."""
-    entries = []
-    for m_pair, a_pair in zip(manual_np, auto_np):
-        pair = []
-        for m, a in zip(m_pair, a_pair):
-            must = [np.argmax(np.abs(m - a).ravel()), np.argmax(np.abs(a).ravel())]
-            pair.append(_choose_entries(m.size, must, max_entries, rng))
-        entries.append(pair)
-    return entries
-
-
-def _fd_values(net, params, x, t, entries):
-    """Finite differences at ``entries`` in float64, per layer and parameter: ``(values, crossed)``."""
-    with _float64():
-        p64 = [tuple(jnp.asarray(np.asarray(a), jnp.float64) for a in pair) for pair in params]
-        x64 = jnp.asarray(np.asarray(x), jnp.float64)
-        t_np = np.asarray(t)
-        t64 = jnp.asarray(t_np, jnp.float64 if np.issubdtype(t_np.dtype, np.floating) else t_np.dtype)
-        sizes = [int(np.size(a)) for pair in params for a in pair]
-        offsets = np.cumsum([0] + sizes)
-        flat_idx = np.concatenate([idx + offsets[2 * i + k] for i, pair in enumerate(entries)
-                                   for k, idx in enumerate(pair)])
-        values, crossed = jax.jit(_finite_differences, static_argnums=0)(net, p64, x64, t64, jnp.asarray(flat_idx))
-        values, crossed = np.asarray(values, np.float64), np.asarray(crossed, bool)
-    out, start = [], 0
-    for pair in entries:
-        out.append([])
-        for idx in pair:
-            out[-1].append((values[start:start + len(idx)], crossed[start:start + len(idx)]))
-            start += len(idx)
-    return out
-
-
-# --- the check -------------------------------------------------------------------
 
 
 def _check_grads_structure(net: Network, grads, source: str) -> None:
@@ -223,13 +112,10 @@ def check_gradients(
     >>> report.ok, [(r.layer, r.param) for r in report.rows]
     (True, [(0, 'W'), (0, 'b'), (1, 'W'), (1, 'b')])
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a jaxnn.Network, got {type(net).__name__}")
-    if isinstance(fd_entries, bool) or not isinstance(fd_entries, (int, np.integer)) or fd_entries < 0:
-        raise ValueError(f"fd_entries must be a non-negative int, got {fd_entries!r}")
+    check_network(net)
+    fd_entries = non_negative_int("fd_entries", fd_entries)
     backprop = net.backprop if backprop is None else backprop
-    x_in = net._input(params, x)
-    t_in = net._target(x_in, t)
+    x_in, t_in = net.check_inputs(params, x, t)
     dtype = x_in.dtype
 
     loss, auto = jax.jit(jax.value_and_grad(net.loss))(params, x_in, t_in)
@@ -253,8 +139,8 @@ def check_gradients(
 
     fd = entries = None
     if fd_entries:
-        entries = _fd_entries(manual_np, auto_np, fd_entries, np.random.default_rng(seed))
-        fd = _fd_values(net, params, x_in, t_in, entries)
+        entries = choose_fd_entries(manual_np, auto_np, fd_entries, np.random.default_rng(seed))
+        fd = fd_values(net, params, x_in, t_in, entries)
 
     rows = []
     for i in range(len(net.layers)):

@@ -1,0 +1,220 @@
+"""Callbacks: small objects that ``fit`` calls at the start, within and at the end of epochs.
+
+A callback overrides only the hooks it needs. ``fit`` calls, in order,
+``on_fit_begin(run)`` once, ``on_steps(done)`` after each chunk of an epoch's
+steps (only if some callback sets ``steps_per_update``), ``on_epoch_end(state,
+logs)`` after each epoch (a true result stops training), and
+``on_fit_end(state)``, whose result (if not None) is the state ``fit`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+
+from jaxnn._validation import non_negative_int, positive_int
+from jaxnn.training._state import TrainState
+
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "FitRun", "ProgressBar"]
+
+
+class FitRun(NamedTuple):
+    """What a callback is told when ``fit`` starts.
+
+    Attributes:
+        first_epoch: the absolute number of the first epoch this call runs.
+        epochs: how many epochs this call runs at most.
+        steps_per_epoch: optimizer steps per epoch (a short last batch counts).
+        examples: training examples per epoch.
+    """
+
+    first_epoch: int
+    epochs: int
+    steps_per_epoch: int
+    examples: int
+
+
+class Callback:
+    """Base class of ``fit``'s callbacks; every hook does nothing by default.
+
+    Attributes:
+        steps_per_update: if not None, ``fit`` runs each epoch in chunks of
+            about this many steps and calls :meth:`on_steps` after each.
+    """
+
+    steps_per_update: int | None = None
+
+    def on_fit_begin(self, run: FitRun) -> None:
+        """Called once before the first epoch."""
+
+    def on_steps(self, done: int) -> None:
+        """Called after each chunk with the steps done so far in the current epoch."""
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> bool | None:
+        """Called after each epoch with ``logs`` (``epoch``, ``loss``, ``val_*``); true stops training."""
+
+    def on_fit_end(self, state: TrainState) -> TrainState | None:
+        """Called once at the end; a returned state replaces the one ``fit`` returns."""
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally return the best state.
+
+    Args:
+        monitor: the key of the epoch's logs to watch, e.g. ``"val_loss"``
+            (needs ``validation=`` in ``fit``), ``"val_accuracy"`` or ``"loss"``.
+        patience: epochs without improvement before stopping.
+        min_delta: the least change that counts as an improvement.
+        mode: ``"min"``, ``"max"``, or ``"auto"`` (max for names containing
+            ``accuracy``, else min).
+        restore_best: ``fit`` returns the state of the best epoch rather
+            than the last one.
+
+    After ``fit``, ``best_epoch`` (absolute, the number of epochs completed
+    by the best state) and ``best`` (its value) say what was kept.
+
+    >>> import jaxnn
+    >>> jaxnn.EarlyStopping(monitor="val_loss", patience=3).mode
+    'min'
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, *, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be the name of a logged value such as 'val_loss', got {monitor!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or not min_delta >= 0:
+            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        self.monitor = monitor
+        self.patience = non_negative_int("patience", patience)
+        self.min_delta = float(min_delta)
+        self.mode = ("max" if "accuracy" in monitor else "min") if mode == "auto" else mode
+        self.restore_best = bool(restore_best)
+        self.best = self.best_epoch = self.best_state = None
+        self._wait = 0
+
+    def on_fit_begin(self, run: FitRun) -> None:
+        self.best = self.best_epoch = self.best_state = None
+        self._wait = 0
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return not math.isnan(value)
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, state, logs):
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r}, which fit does not log; it logs "
+                f"{sorted(logs)} (val_* need fit(..., validation=(x_val, t_val)))"
+            )
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best, self.best_epoch, self.best_state, self._wait = value, int(state.epoch), state, 0
+            return False
+        self._wait += 1
+        return self._wait > self.patience
+
+    def on_fit_end(self, state):
+        if self.restore_best and self.best_state is not None:
+            return self.best_state
+        return None
+
+
+class Checkpoint(Callback):
+    """Save the :class:`TrainState` to ``path`` every ``every`` epochs and at the end, atomically.
+
+    The file always holds a complete state (see :func:`jaxnn.save`): a run
+    killed at any moment can be resumed with ``jaxnn.load(path, like)`` and
+    ``fit`` on the loaded state, with the same result as if it had not
+    stopped. In a multi-process job only process 0 writes.
+
+    Args:
+        path: the file to write (its folder must exist).
+        every: save after every this many epochs (by absolute epoch number).
+    """
+
+    def __init__(self, path: str | os.PathLike, every: int = 1):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = path
+        self.every = positive_int("every", every)
+        self._saved_epoch = None
+
+    def _save(self, state) -> None:
+        from jaxnn.checkpoint import save
+
+        if jax.process_index() == 0:
+            save(self.path, state)
+        self._saved_epoch = int(state.epoch)
+
+    def on_epoch_end(self, state, logs):
+        if int(state.epoch) % self.every == 0:
+            self._save(state)
+
+    def on_fit_end(self, state):
+        if self._saved_epoch != int(state.epoch):
+            self._save(state)
+
+
+class ProgressBar(Callback):
+    """Show training progress: steps within each epoch, the loss, validation values.
+
+    On a terminal it is a tqdm bar counting steps, advanced ``updates_per_epoch``
+    times per epoch (needs ``tqdm``); when the stream is not a terminal (a log
+    file, CI) it writes one plain line per epoch instead of redrawing a bar.
+
+    Args:
+        updates_per_epoch: how often within an epoch the bar moves. Each
+            update runs the epoch in one more compiled call; the default keeps
+            that cost to a few percent.
+        file: the stream, ``sys.stderr`` by default.
+    """
+
+    def __init__(self, updates_per_epoch: int = 10, file=None):
+        self.updates_per_epoch = positive_int("updates_per_epoch", updates_per_epoch)
+        self.file = file
+        self._bar = None
+
+    def on_fit_begin(self, run: FitRun) -> None:
+        self._run = run
+        self._stream = sys.stderr if self.file is None else self.file
+        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+        self.steps_per_update = max(1, -(-run.steps_per_epoch // self.updates_per_epoch)) if self._tty else None
+        self._start = time.perf_counter()
+        self._last = 0
+        if self._tty:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError as e:
+                raise ImportError("ProgressBar needs tqdm: pip install tqdm (or 'jaxnn[examples]')") from e
+            self._bar = tqdm(total=run.epochs * run.steps_per_epoch, desc="fit", unit="step", file=self._stream)
+
+    def on_steps(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._last)
+            self._last = 0 if done >= self._run.steps_per_epoch else done
+
+    def on_epoch_end(self, state, logs):
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"}
+        if self._bar is not None:
+            self._bar.set_postfix(epoch=int(state.epoch), **shown)
+            return
+        done = int(state.epoch) - self._run.first_epoch
+        values = "  ".join(f"{k} {v}" for k, v in shown.items())
+        elapsed = time.perf_counter() - self._start
+        print(f"fit: epoch {int(state.epoch)} ({done}/{self._run.epochs} of this call, "
+              f"{self._run.steps_per_epoch} steps): {values}  [{elapsed:.1f} s]", file=self._stream, flush=True)
+
+    def on_fit_end(self, state):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,90 @@
+"""Evaluation on held-out data: the mean loss and, for classification, the accuracy, in batches."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxnn._types import Params
+from jaxnn._validation import check_batch, check_data, check_network, positive_int
+from jaxnn.losses import CrossEntropyLoss
+from jaxnn.network import Network
+
+__all__ = ["evaluate"]
+
+
+@functools.partial(jax.jit, static_argnames=("net", "batch"))
+def _sums(net, params, x, t, batch):
+    """Sums over examples of the loss and of correct predictions, ``batch`` rows at a time."""
+    classify = isinstance(net.loss_fn, CrossEntropyLoss)
+
+    def sums(xb, tb):
+        out = net.forward(params, xb)
+        loss = jnp.sum(net.loss_fn.loss(out, tb))
+        if not classify:
+            return loss, jnp.zeros((), loss.dtype)
+        labels = tb if jnp.issubdtype(tb.dtype, jnp.integer) else jnp.argmax(tb, axis=-1)
+        return loss, jnp.sum(jnp.argmax(out, axis=-1) == labels).astype(loss.dtype)
+
+    n = x.shape[0]
+    full = n // batch
+    loss = correct = jnp.zeros((), jnp.result_type(params[0][0]))
+    if full:
+        xs = x[: full * batch].reshape((full, batch) + x.shape[1:])
+        ts = t[: full * batch].reshape((full, batch) + t.shape[1:])
+
+        def body(carry, b):
+            l, c = sums(*b)
+            return (carry[0] + l, carry[1] + c), None
+
+        (loss, correct), _ = jax.lax.scan(body, (loss, correct), (xs, ts))
+    if n % batch:
+        l, c = sums(x[full * batch :], t[full * batch :])
+        loss, correct = loss + l, correct + c
+    return loss, correct
+
+
+def evaluate(
+    net: Network, params: Params, x: ArrayLike, t: ArrayLike, *, batch_size: int = 1024, check: bool = True
+) -> dict[str, float]:
+    """The mean loss over ``(x, t)`` and, for :class:`jaxnn.CrossEntropyLoss`, the accuracy.
+
+    Jitted, and computed ``batch_size`` examples at a time, so a large set
+    never forms one giant array of activations.
+
+    Args:
+        net, params: the network and its parameters.
+        x: inputs (n, ins), n >= 1.
+        t: targets as for ``net.loss``.
+        batch_size: examples per evaluated batch.
+        check: check the values of the data first (finite numbers, labels
+            in range; see :func:`jaxnn.fit`); ``False`` skips it.
+
+    Returns:
+        ``{"loss": mean loss}``, plus ``"accuracy"`` (the fraction whose
+        largest output is the label, or the largest target probability)
+        for cross-entropy. Plain floats.
+
+    >>> import jax, jax.numpy as jnp, jaxnn
+    >>> net = jaxnn.Network.from_sizes((2, 2), jaxnn.Identity(), jaxnn.CrossEntropyLoss())
+    >>> params = [(jnp.eye(2), jnp.zeros(2))]
+    >>> jaxnn.evaluate(net, params, jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0]))["accuracy"]
+    0.5
+    """
+    check_network(net)
+    batch_size = positive_int("batch_size", batch_size)
+    x, t = net.check_inputs(params, x, t)
+    check_batch(net.layers, x, "evaluate")
+    if check:
+        check_data(net, params, x, t, "evaluate")
+    loss, correct = _sums(net, params, x, t, min(batch_size, x.shape[0]))
+    loss, correct = np.asarray(jax.device_get((loss, correct)), np.float64)
+    n = x.shape[0]
+    result = {"loss": float(loss / n)}
+    if isinstance(net.loss_fn, CrossEntropyLoss):
+        result["accuracy"] = float(correct / n)
+    return result
