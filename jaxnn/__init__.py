@@ -24,6 +24,7 @@ from jaxnn.activations import (
 )
 from jaxnn.backprop import Trace
 from jaxnn.checking import check_gradients
+from jaxnn.checkpoint import load, save
 from jaxnn.custom_grad import loss_with_backprop
 from jaxnn.gradient_report import (
     Comparison,
@@ -73,8 +74,10 @@ __all__ = [
     "get_initializer",
     "hessian",
     "hvp",
+    "load",
     "loss_with_backprop",
     "make_train_step",
     "per_example_grad_norms",
     "per_example_grads",
+    "save",
 ]
