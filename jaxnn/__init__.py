@@ -25,6 +25,7 @@ from jaxnn.activations import (
 from jaxnn.backprop import Trace
 from jaxnn import checking, datasets, training
 from jaxnn.checking import GradientCheckError, GradientReport, check_gradients
+from jaxnn.checkpoint import load, save
 from jaxnn.custom_grad import loss_with_backprop
 from jaxnn.initializers import articles_normal, get_initializer
 from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
@@ -81,9 +82,11 @@ __all__ = [
     "get_initializer",
     "hessian",
     "hvp",
+    "load",
     "loss_with_backprop",
     "make_train_step",
     "per_example_grad_norms",
     "per_example_grads",
+    "save",
     "training",
 ]
