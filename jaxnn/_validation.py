@@ -17,7 +17,16 @@ import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
+    "as_array",
+    "check_activations",
+    "check_key",
+    "check_labels",
+    "check_like_params",
     "check_network",
+    "file_path",
+    "float_dtype",
+    "real_number",
+    "require_target",
     "check_params",
     "as_input",
     "as_target",
@@ -47,12 +56,125 @@ def non_negative_int(name: str, value) -> int:
     return int(value)
 
 
+def _is_traced(*arrays) -> bool:
+    return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(arrays))
+
+
+def real_number(name: str, value, *, finite: bool = True):
+    """``value`` if it is a real number (Python, NumPy, or a 0-d real JAX array), else TypeError.
+
+    A concrete NaN or infinity is a ValueError when ``finite``; traced values
+    pass unchecked.
+    """
+    is_array = isinstance(value, (jax.Array, np.ndarray, np.generic))
+    if isinstance(value, (bool, np.bool_)) or not (
+        isinstance(value, numbers.Real)
+        or (is_array and jnp.ndim(value) == 0 and jnp.issubdtype(jnp.result_type(value), jnp.integer))
+        or (is_array and jnp.ndim(value) == 0 and jnp.issubdtype(jnp.result_type(value), jnp.floating))
+    ):
+        shown = f"{type(value).__name__} {value!r}"[:80]
+        raise TypeError(f"{name} must be a real number such as 0.1, got {shown}")
+    if finite and not _is_traced(value) and not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
 def non_negative_number(name: str, value) -> None:
-    """Raise if a concrete ``value`` is negative or NaN (traced values pass unchecked)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, numbers.Real) and not value >= 0:
+    """Raise TypeError unless ``value`` is a real number, ValueError if a concrete one is negative or NaN."""
+    real_number(name, value, finite=False)
+    if not _is_traced(value) and not float(value) >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def check_key(key, where: str = "key", *, optional: bool = False) -> None:
+    """Raise TypeError unless ``key`` is a PRNG key: ``jax.random.key(0)`` or a raw ``PRNGKey``.
+
+    With ``optional``, None is accepted too.
+    """
+    if key is None and optional:
+        return
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return
+    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
+        return  # a raw jax.random.PRNGKey
+    given = f"{type(key).__name__} {key!r}" if _is_int(key) or key is None else type(key).__name__
+    if isinstance(key, (jax.Array, np.ndarray)):
+        given += f" of dtype {key.dtype} and shape {key.shape}"
+    raise TypeError(
+        f"{where} must be a PRNG key such as jax.random.key(0)"
+        + (" (or None)" if optional else "")
+        + f", got {given}; use jax.random.key(seed), e.g. jax.random.key(0)"
+    )
+
+
+def float_dtype(dtype, where: str = "dtype") -> np.dtype:
+    """``dtype`` as a floating NumPy dtype (None: JAX's default float), or a clear error.
+
+    Raises:
+        TypeError: if ``dtype`` is not a dtype at all.
+        ValueError: for a non-float dtype, or float64 while ``jax_enable_x64`` is off
+            (JAX would warn and silently use float32).
+    """
+    if dtype is None:
+        return jnp.dtype(jnp.result_type(float))
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{where} must be a float dtype such as jnp.float32, got {dtype!r}") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise ValueError(
+            f"{where} must be a float dtype (float32, float64, bfloat16, float16), got {dt.name}"
+        )
+    if dt.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{where} {dt.name} needs 64-bit JAX, which is off (JAX would silently use float32); "
+            f'enable it first with jax.config.update("jax_enable_x64", True), or use float32'
+        )
+    return dt
+
+
+def check_activations(activations, n: int) -> tuple:
+    """One activation per layer, from one activation or a sequence of ``n`` of them."""
+    from jaxnn.activations import Activation  # activations.py imports this module
+
+    if isinstance(activations, Activation):
+        return (activations,) * n
+    if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
+        raise TypeError(
+            f"activations must be a jaxnn Activation (e.g. jaxnn.ReLU()) or a sequence of {n} of them, "
+            f"got {type(activations).__name__} {activations!r}"[:300]
+        )
+    if len(activations) != n:
+        raise ValueError(f"{n} layers need {n} activations, got {len(activations)}")
+    return tuple(activations)
+
+
+def file_path(path, where: str = "path", *, must_exist: bool = True) -> str:
+    """``path`` as a str; with ``must_exist``, a clear error unless it names an existing file.
+
+    Raises:
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+        FileNotFoundError: it does not exist.
+        IsADirectoryError: it is a folder.
+    """
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where} must be a str or os.PathLike, got {type(path).__name__} {path!r}"[:200])
+    target = os.fspath(path)
+    if not isinstance(target, str):
+        raise TypeError(f"{where} must name a file as text, got {type(target).__name__}")
+    if must_exist and os.path.isdir(target):
+        raise IsADirectoryError(f"{where} {target!r} is a folder, not a file")
+    if must_exist and not os.path.exists(target):
+        raise FileNotFoundError(f"{where} {target!r} does not exist")
+    return target
+
+
+def require_target(t, where: str) -> None:
+    """Raise TypeError if the targets ``t`` are missing (None)."""
+    if t is None:
+        raise TypeError(f"{where} needs targets t (an array), got None")
 
 
 def check_network(net, where: str = "net") -> None:
@@ -66,28 +188,85 @@ def check_network(net, where: str = "net") -> None:
         )
 
 
-def check_params(layers: Sequence, params) -> None:
-    """Raise if ``params`` do not have the structure and shapes ``layers`` need."""
+def _check_leaf(name: str, i: int, which: str, a) -> None:
+    """Raise TypeError unless ``a``, ``name[i]``'s ``which``, is a real floating array."""
+    where = f"{name}[{i}][{'Wb'.index(which)}] ({which} of layer {i})"
+    if not isinstance(a, (jax.Array, np.ndarray, np.generic)):
+        raise TypeError(
+            f"{where} must be an array, got {type(a).__name__}"
+            + ("; a missing parameter? start from net.init(key)" if a is None else "")
+        )
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        raise TypeError(
+            f"{where} must be a floating array (float32, float64, bfloat16, float16), got dtype "
+            f"{a.dtype}; make parameters with net.init(key) or cast them with .astype(jnp.float32)"
+        )
+
+
+def check_params(layers: Sequence, params, name: str = "params") -> None:
+    """Raise if ``params`` (called ``name``) do not have the structure, shapes and dtypes ``layers`` need."""
+    prefix = "" if name == "params" else f"{name}: "
     if not isinstance(params, (list, tuple)):
-        raise TypeError(f"params must be a list of (W, b) tuples, got {type(params).__name__}")
+        raise TypeError(
+            f"{name} must be a list of (W, b) tuples, one per layer (as net.init returns), "
+            f"got {type(params).__name__}"
+        )
     if len(params) != len(layers):
-        raise ValueError(f"params hold {len(params)} layers but the network has {len(layers)}")
+        raise ValueError(f"{name} hold {len(params)} layers but the network has {len(layers)}")
     for i, (layer, p) in enumerate(zip(layers, params)):
         if not isinstance(p, (list, tuple)) or len(p) != 2:
-            raise TypeError(f"params[{i}] must be a (W, b) pair, got {type(p).__name__}")
+            raise TypeError(f"{name}[{i}] must be a (W, b) pair, got {type(p).__name__}")
         W, b = p
+        _check_leaf(name, i, "W", W)
+        _check_leaf(name, i, "b", b)
         if jnp.shape(W) != (layer.outs, layer.ins):
             raise ValueError(
-                f"layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
+                f"{prefix}layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
                 f"got {jnp.shape(W)}"
             )
         if jnp.shape(b) != (layer.outs,):
-            raise ValueError(f"layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}")
+            raise ValueError(
+                f"{prefix}layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}"
+            )
+
+
+def check_like_params(layers: Sequence, params, v, name: str = "v") -> list:
+    """``v`` checked to be shaped like ``params`` and cast to their dtypes, in ``params``' containers."""
+    check_params(layers, v, name)
+    leaves = [jnp.asarray(a, jnp.result_type(p)) for a, p in zip(jax.tree.leaves(v), jax.tree.leaves(params))]
+    return jax.tree.unflatten(jax.tree.structure(params), leaves)
+
+
+def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
+    """``value`` (an array, a NumPy array or nested lists) as an array of real numbers.
+
+    Raises:
+        TypeError: for None, strings, objects, complex or boolean values; the
+            message says what to pass instead.
+        ValueError: for ragged nested lists.
+    """
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{name} must be a rectangular array of numbers; nested lists of unequal lengths? ({err})"[:300]) from None
+    dtype = np.dtype(value.dtype) if not isinstance(value, jax.Array) else value.dtype
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {dtype}; pass its real part (jnp.real) or abs value")
+    if dtype == np.bool_:
+        fix = "give integer labels (t.astype(int)) or float targets" if labels_ok else f"cast it, e.g. {name}.astype(float)"
+        raise TypeError(f"{name} must hold numbers, got dtype bool; {fix}")
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(f"{name} must be an array of numbers, got dtype {dtype} ({type(value).__name__})")
+    return jnp.asarray(value)
 
 
 def as_input(layers: Sequence, params, x: ArrayLike) -> jax.Array:
     """``x`` checked against the first layer and cast to the parameters' dtype."""
     check_params(layers, params)
+    x = as_array("x", x)
     shape, ins = jnp.shape(x), layers[0].ins
     if len(shape) not in (1, 2):
         raise ValueError(
@@ -99,10 +278,17 @@ def as_input(layers: Sequence, params, x: ArrayLike) -> jax.Array:
     return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
 
 
-def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike) -> jax.Array:
-    """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype."""
-    loss_fn.check_target(x.shape[:-1] + (layers[-1].outs,), t)
-    t = jnp.asarray(t)
+def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_values: bool = True) -> jax.Array:
+    """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype.
+
+    With ``check_values``, concrete integer class labels are also checked to
+    lie in ``[0, outputs)``; traced ones cannot be (see :func:`check_data`).
+    """
+    t = as_array("t", t, labels_ok=True)
+    out_shape = x.shape[:-1] + (layers[-1].outs,)
+    loss_fn.check_target(out_shape, t)
+    if check_values and jnp.issubdtype(t.dtype, jnp.integer) and t.shape == out_shape[:-1] and not _is_traced(t):
+        check_labels(t, layers[-1].outs, "t")
     if jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(x.dtype)
     return t
@@ -114,19 +300,41 @@ def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
         raise ValueError(f"{where} needs a batch x of shape (batch, {layers[0].ins}), got shape {x.shape}")
 
 
-def _is_traced(*arrays) -> bool:
-    return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(arrays))
+def check_labels(t: jax.Array, classes: int, where: str) -> None:
+    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``."""
+    # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
+    flat = np.asarray(t).ravel()
+    if flat.size == 0:
+        return
+    low, high = int(flat.min()), int(flat.max())
+    if low < 0 or high >= classes:
+        bad = int(np.argmax((flat < 0) | (flat >= classes)))
+        raise ValueError(
+            f"{where} holds class labels outside [0, {classes}) for a network with {classes} "
+            f"outputs: min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
+        )
 
 
 def _first_bad(a) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(~np.isfinite(np.asarray(a)))[0])
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(np.asarray(a, np.float64)))[0])
+
+
+def _all_finite(a) -> bool:
+    # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
+    return bool(np.isfinite(np.asarray(a, np.float64)).all())
 
 
 def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
-    """Check what only the values reveal: examples present, finite numbers, labels in range.
+    """Check what only the values reveal.
+
+    At least one example; finite parameters, inputs and float targets; class
+    labels in ``[0, outputs)``; no negative probability targets for
+    :class:`jaxnn.CrossEntropyLoss`.
 
     Runs on concrete arrays only (it reads them on the host); under
-    ``jax.jit`` it does nothing, since values are unknown while tracing.
+    ``jax.jit`` it does nothing, since values are unknown while tracing. There
+    an out-of-range label gives a garbage or NaN loss silently, and NaN inputs
+    give NaN outputs.
     """
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
@@ -134,12 +342,12 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         return
     for i, (W, b) in enumerate(params):
         for name, a in (("W", W), ("b", b)):
-            if not bool(jnp.all(jnp.isfinite(a))):
+            if not _all_finite(a):
                 raise ValueError(
                     f"params[{i}] ({name} of layer {i}) holds a non-finite value (NaN or inf) at index "
                     f"{_first_bad(a)}; start from finite parameters, e.g. net.init(key)"
                 )
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not _all_finite(x):
         raise ValueError(
             f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
             f"remove or impute those examples first"
@@ -147,14 +355,16 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if t is None:
         return
     if jnp.issubdtype(t.dtype, jnp.integer):
-        classes = net.layers[-1].outs
-        low, high = int(jnp.min(t)), int(jnp.max(t))
-        if low < 0 or high >= classes:
-            bad = int(np.argmax((np.asarray(t) < 0) | (np.asarray(t) >= classes)))
-            raise ValueError(
-                f"{where}: t holds class labels outside [0, {classes}) for a network with {classes} "
-                f"outputs: min {low}, max {high}, first bad label {int(np.asarray(t).ravel()[bad])} at "
-                f"row {bad}"
-            )
-    elif not bool(jnp.all(jnp.isfinite(t))):
+        if t.shape == x.shape[:-1]:
+            check_labels(t, net.layers[-1].outs, f"{where}: t")
+        return
+    if not _all_finite(t):
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
+    from jaxnn.losses import CrossEntropyLoss  # losses.py is imported by network.py, after this module
+
+    t_host = np.asarray(t, np.float64)
+    if isinstance(net.loss_fn, CrossEntropyLoss) and bool((t_host < 0).any()):
+        raise ValueError(
+            f"{where}: CrossEntropyLoss targets are probabilities, but t holds a negative value "
+            f"{float(t_host.min())} at index {tuple(int(i) for i in np.argwhere(t_host < 0)[0])}"
+        )

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxnn._validation import real_number
+
 __all__ = [
     "Activation",
     "Elementwise",
@@ -88,6 +90,10 @@ class LeakyReLU(Elementwise):
 
     alpha: float = 0.1
     kinks: ClassVar[tuple[float, ...]] = (0.0,)
+
+    def __post_init__(self):
+        # A Python float: weakly typed, so alpha * y keeps y's dtype (bfloat16 stays bfloat16).
+        object.__setattr__(self, "alpha", float(real_number("LeakyReLU alpha", self.alpha)))
 
     def f(self, y):
         return jnp.where(y > 0, y, self.alpha * y)
@@ -153,12 +159,23 @@ class Softmax(Activation):
     """``f(y)_i = exp(y_i) / sum_j exp(y_j)`` over the last axis, computed stably.
 
     Its Jacobian is ``diag(s) - s s^T`` with ``s = f(y)``, so the backward rule
-    is ``s * (g - <s, g>)`` and never forms the matrix.
+    is ``s * (g - <s, g>)`` and never forms the matrix. For 16-bit ``y`` both
+    are computed in float32 and cast back, so the sums over the last axis do
+    not lose the small terms.
     """
 
     def f(self, y):
-        return jax.nn.softmax(y, axis=-1)
+        y = jnp.asarray(y)
+        return jax.nn.softmax(y.astype(_wide(y.dtype)), axis=-1).astype(y.dtype)
 
     def backward(self, y, g):
-        s = jax.nn.softmax(y, axis=-1)
-        return s * (g - jnp.sum(s * g, axis=-1, keepdims=True))
+        y = jnp.asarray(y)
+        wide = _wide(y.dtype)
+        s = jax.nn.softmax(y.astype(wide), axis=-1)
+        g = jnp.asarray(g).astype(wide)
+        return (s * (g - jnp.sum(s * g, axis=-1, keepdims=True))).astype(y.dtype)
+
+
+def _wide(dtype):
+    """float32 for 16-bit floats, where sums of many terms lose too much; else ``dtype`` itself."""
+    return jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize < 4 else dtype

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
+from jaxnn._validation import file_path
 
 __all__ = ["load", "save"]
 
@@ -63,7 +64,7 @@ def save(path: str | os.PathLike, tree: Any) -> str | os.PathLike:
 
     Raises:
         TypeError: a leaf is not an array of numbers (a string, an object);
-            the message names its key path.
+            the message names its key path. Or ``path`` is not a str or ``os.PathLike``.
         ValueError: two leaves have the same key path string.
         FileNotFoundError: the folder of ``path`` does not exist.
         IsADirectoryError: ``path`` is a folder.
@@ -76,7 +77,7 @@ def save(path: str | os.PathLike, tree: Any) -> str | os.PathLike:
     ...                                           jax.random.key_data(tree["key"])).all())
     ((2, 3), 7, True)
     """
-    target = os.fspath(path)
+    target = file_path(path, "save path", must_exist=False)
     entries, meta = _encode(tree)
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
@@ -114,7 +115,8 @@ def load(path: str | os.PathLike, like: Any) -> Any:
             corrupted, or does not fit ``like`` (a missing or extra leaf, a
             shape or dtype mismatch); the message names the file and the first
             key path that does not fit, with the saved and expected values.
-        TypeError: a leaf of ``like`` is not an array; the message names its key path.
+        TypeError: a leaf of ``like`` is not an array (the message names its key
+            path), or ``path`` is not a str or ``os.PathLike``.
 
     >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn
     >>> path = jaxnn.save(os.path.join(tempfile.mkdtemp(), "w.npz"), [jnp.arange(3.0)])
@@ -125,7 +127,7 @@ def load(path: str | os.PathLike, like: Any) -> Any:
     ...
     ValueError: checkpoint '...w.npz' does not fit `like` at [0]: saved shape (3,), expected shape (4,)
     """
-    target = os.fspath(path)
+    target = file_path(path, "load path", must_exist=False)
     if os.path.isdir(target):
         raise IsADirectoryError(f"cannot load checkpoint {target!r}: it is a folder, not a file")
     specs, treedef = _template(like)

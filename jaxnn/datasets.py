@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxnn._validation import file_path
+
 __all__ = ["load_mnist", "parse_idx", "read_idx"]
 
 _TYPES = {
@@ -74,9 +76,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, gzipped or not (told apart by the gzip magic bytes, not the name).
 
     Raises:
+        TypeError: if ``path`` is not a str or ``os.PathLike``.
+        FileNotFoundError, IsADirectoryError: if ``path`` is not an existing file.
         ValueError: for a file that is not IDX, is truncated, or is a broken gzip stream.
     """
-    path = Path(path)
+    path = Path(file_path(path, "read_idx path"))
     data = path.read_bytes()
     if data[:2] == _GZIP_MAGIC:
         try:
@@ -113,6 +117,8 @@ def load_mnist(directory: str | os.PathLike, split: str = "t10k") -> tuple[np.nd
         FileNotFoundError: if a file is missing, naming the names tried.
         ValueError: for a bad split name, a bad file, or images and labels that do not match.
     """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a str or os.PathLike, got {type(directory).__name__}")
     if split not in ("train", "t10k"):
         raise ValueError(f"split must be 'train' or 't10k', got {split!r}")
     directory = Path(directory)

@@ -47,10 +47,16 @@ def get_initializer(init: str | Initializer) -> Initializer:
     """Return ``init`` if it is callable, else the initialiser of that name.
 
     Raises:
+        TypeError: for something neither a str nor callable.
         ValueError: for an unknown name, listing the known ones.
     """
     if callable(init):
         return init
+    if not isinstance(init, str):
+        raise TypeError(
+            f"an initializer must be a name such as 'lecun_normal' or a callable init(key, shape, dtype), "
+            f"got {type(init).__name__} {init!r}"[:200]
+        )
     if init not in _NAMED:
         raise ValueError(f"unknown initializer {init!r}; expected a callable or one of {sorted(_NAMED)}")
     return _NAMED[init]()

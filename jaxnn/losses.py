@@ -6,6 +6,9 @@ the loss of each example: ``out`` has shape (..., n) and the result has shape
 gradient of that per-example loss with respect to ``out``, the ``dx_n`` that
 starts the backprop recursion. ``check_target(out_shape, t)`` raises a clear
 error, from static shapes, when a target cannot go with such an output.
+
+For 16-bit outputs (bfloat16, float16) both losses compute in float32: the
+loss comes back in float32, ``dloss`` is cast back to the output's dtype.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ __all__ = ["CrossEntropyLoss", "Loss", "MSELoss"]
 
 def _is_integer(t) -> bool:
     return jnp.issubdtype(jnp.result_type(t), jnp.integer)
+
+
+def _wide(out) -> jax.Array:
+    """``out`` in float32 if it is a 16-bit float, where sums of many terms lose too much; else as is."""
+    out = jnp.asarray(out)
+    if jnp.issubdtype(out.dtype, jnp.floating) and out.dtype.itemsize < 4:
+        return out.astype(jnp.float32)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +70,13 @@ class MSELoss(Loss):
     """
 
     def loss(self, out, t):
-        return jnp.mean((out - t) ** 2, axis=-1)
+        out = _wide(out)
+        return jnp.mean((out - jnp.asarray(t).astype(out.dtype)) ** 2, axis=-1)
 
     def dloss(self, out, t):
         out = jnp.asarray(out)
-        return 2 * (out - t) / out.shape[-1]
+        wide = _wide(out)
+        return (2 * (wide - jnp.asarray(t).astype(wide.dtype)) / out.shape[-1]).astype(out.dtype)
 
     def check_target(self, out_shape, t):
         if _is_integer(t) and jnp.shape(t) == tuple(out_shape[:-1]):
@@ -94,18 +107,19 @@ class CrossEntropyLoss(Loss):
         return jnp.asarray(t, dtype=out.dtype)
 
     def loss(self, out, t):
-        out = jnp.asarray(out)
+        out = _wide(out)
         logp = jax.nn.log_softmax(out, axis=-1)
         if _is_integer(t):
             t = jnp.asarray(t)
             return -jnp.take_along_axis(logp, t[..., None], axis=-1)[..., 0]
-        return -jnp.sum(t * logp, axis=-1)
+        return -jnp.sum(jnp.asarray(t).astype(out.dtype) * logp, axis=-1)
 
     def dloss(self, out, t):
         out = jnp.asarray(out)
-        p = self._probabilities(out, t)
-        s = jax.nn.softmax(out, axis=-1)
-        return s * jnp.sum(p, axis=-1, keepdims=True) - p
+        wide = _wide(out)
+        p = self._probabilities(wide, t)
+        s = jax.nn.softmax(wide, axis=-1)
+        return (s * jnp.sum(p, axis=-1, keepdims=True) - p).astype(out.dtype)
 
     def check_target(self, out_shape, t):
         if _is_integer(t):

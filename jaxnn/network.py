@@ -21,7 +21,16 @@ from jaxnn.backprop import Trace, affine, backprop_trace
 from jaxnn.initializers import get_initializer
 from jaxnn.losses import Loss
 from jaxnn._types import Grads, Initializer, Params
-from jaxnn._validation import as_input, as_target, check_params, positive_int
+from jaxnn._validation import (
+    as_input,
+    as_target,
+    check_activations,
+    check_key,
+    check_params,
+    float_dtype,
+    positive_int,
+    require_target,
+)
 
 __all__ = ["Layer", "Network"]
 
@@ -67,6 +76,10 @@ class Network:
     loss_fn: Loss
 
     def __init__(self, layers: Sequence[Layer], loss: Loss):
+        if isinstance(layers, Layer):
+            layers = [layers]
+        if not isinstance(layers, Sequence) or isinstance(layers, str):
+            raise TypeError(f"layers must be a list of jaxnn.Layer, got {type(layers).__name__}")
         layers = tuple(layers)
         if not layers:
             raise ValueError("a Network needs at least one Layer")
@@ -92,16 +105,12 @@ class Network:
 
         ``activations`` is one activation for every layer or one per layer.
         """
+        if not isinstance(sizes, Sequence) or isinstance(sizes, str):
+            raise TypeError(f"sizes must be a sequence of ints such as (784, 16, 10), got {type(sizes).__name__}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-        if isinstance(activations, Activation):
-            activations = [activations] * (len(sizes) - 1)
-        activations = tuple(activations)
-        if len(activations) != len(sizes) - 1:
-            raise ValueError(
-                f"{len(sizes) - 1} layers need {len(sizes) - 1} activations, got {len(activations)}"
-            )
+        activations = check_activations(activations, len(sizes) - 1)
         return cls([Layer(i, o, a) for i, o, a in zip(sizes[:-1], sizes[1:], activations)], loss)
 
     @property
@@ -131,18 +140,28 @@ class Network:
                 ``"normal"``, ``"zeros"``) or a ``jax.nn.initializers``-style
                 callable ``init(key, shape, dtype)``. Weights have shape (outs, ins).
             dtype: float dtype of the parameters; default JAX's default float
-                (float64 when ``jax_enable_x64`` is on).
+                (float64 when ``jax_enable_x64`` is on). ``bfloat16`` and
+                ``float16`` work too (see "Dtypes" in :mod:`jaxnn`).
+
+        Raises:
+            TypeError: if ``key`` is not a PRNG key (an int seed: use
+                ``jax.random.key(0)``), or an initialiser is neither a name nor a callable.
+            ValueError: for an unknown initialiser name, a non-float ``dtype``,
+                or float64 while ``jax_enable_x64`` is off.
         """
+        check_key(key, "net.init key")
+        dtype = float_dtype(dtype, "net.init dtype")
         w_init, b_init = get_initializer(weight_init), get_initializer(bias_init)
-        dtype = jnp.result_type(float) if dtype is None else dtype
         keys = jax.random.split(key, 2 * len(self.layers))
-        return [
+        params = [
             (
                 w_init(keys[2 * i], (layer.outs, layer.ins), dtype),
                 b_init(keys[2 * i + 1], (layer.outs,), dtype),
             )
             for i, layer in enumerate(self.layers)
         ]
+        check_params(self.layers, params)  # a custom initialiser may return the wrong shape
+        return params
 
     # Checks from static shapes: they run at trace time, so they work under jit.
 
@@ -151,19 +170,23 @@ class Network:
         check_params(self.layers, params)
 
     def check_inputs(
-        self, params: Params, x: ArrayLike, t: ArrayLike | None = None
+        self, params: Params, x: ArrayLike, t: ArrayLike | None = None, *, check_labels: bool = True
     ) -> tuple[jax.Array, jax.Array | None]:
         """Check ``(params, x, t)`` as every method does, and return ``x`` and ``t`` as arrays.
 
-        ``x`` is cast to the parameters' dtype, float targets to ``x``'s.
-        Only shapes and types are checked, so it works under ``jax.jit``.
+        ``x`` is cast to the parameters' dtype, float targets to ``x``'s;
+        Python lists are converted. Shapes, structure and dtypes are checked,
+        so it works under ``jax.jit``. Integer class labels are checked to lie
+        in ``[0, outputs)`` when they are concrete (``check_labels=False``
+        skips that); under ``jax.jit`` they cannot be, and an out-of-range
+        label gives a garbage or NaN loss silently.
 
         Raises:
             ValueError, TypeError: naming the layer, the argument and the
-                shapes expected and given.
+                shapes or dtypes expected and given.
         """
         x = as_input(self.layers, params, x)
-        return x, (None if t is None else as_target(self.layers, self.loss_fn, x, t))
+        return x, (None if t is None else as_target(self.layers, self.loss_fn, x, t, check_labels))
 
     # The pure functions of params.
 
@@ -176,11 +199,13 @@ class Network:
 
     def loss(self, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
         """The loss of one example, or the mean loss over a batch (a scalar)."""
+        require_target(t, "net.loss")
         x, t = self.check_inputs(params, x, t)
         return jnp.mean(self.loss_fn.loss(self.forward(params, x), t))
 
     def backprop_trace(self, params: Params, x: ArrayLike, t: ArrayLike) -> Trace:
         """Loss, gradients and the recursion's intermediate lists (``xs``, ``ys``, ``dxs``)."""
+        require_target(t, "net.backprop")
         x, t = self.check_inputs(params, x, t)
         trace = backprop_trace(self.layers, self.loss_fn, params, x, t)
         # Same containers as the params given (list or tuple), as jax.grad would.

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxnn._validation import check_batch, check_network, non_negative_number
+from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_number
 from jaxnn.backprop import backward, forward_trace, layer_grads
 from jaxnn._types import Grads, Params
 from jaxnn.network import Network
@@ -38,6 +38,12 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
         Gradients shaped like ``params`` with a leading batch axis:
         ``dW`` (batch, outs, ins), ``db`` (batch, outs).
 
+    Raises:
+        ValueError, TypeError: for inputs ``net.backprop`` rejects, if ``x``
+            is not a batch, or (for concrete data) labels out of range or
+            non-finite values. Under ``jax.jit`` the value checks cannot run:
+            a bad label then gives garbage silently.
+
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
@@ -48,6 +54,7 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
     check_network(net)
     x, t = net.check_inputs(params, x, t)
     check_batch(net.layers, x, "per_example_grads")
+    check_data(net, params, x, t, "per_example_grads")
     return jax.vmap(net.backprop, in_axes=(None, 0, 0))(params, x, t)
 
 
@@ -60,6 +67,7 @@ def _per_example_deltas(net: Network, params: Params, x: ArrayLike, t: ArrayLike
     check_network(net)
     x, t = net.check_inputs(params, x, t)
     check_batch(net.layers, x, where)
+    check_data(net, params, x, t, where)  # concrete data only; nothing under jit
     xs, ys = forward_trace(net.layers, params, x)
     dbs, _ = backward(net.layers, params, ys, net.loss_fn.dloss(xs[-1], t))
     return xs[:-1], dbs
@@ -87,7 +95,8 @@ def per_example_grad_norms(net: Network, params: Params, x: ArrayLike, t: ArrayL
         Norms of shape (batch,).
 
     Raises:
-        ValueError: if ``x`` is not a batch, or for shapes ``net.loss`` rejects.
+        ValueError: if ``x`` is not a batch, for shapes ``net.loss`` rejects,
+            or (for concrete data) labels out of range or non-finite values.
 
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Identity(), jaxnn.MSELoss())
@@ -130,8 +139,11 @@ def clipped_mean_grad(
         Gradients shaped like ``params``.
 
     Raises:
+        TypeError: if ``clip_norm`` or ``noise_multiplier`` is not a real
+            number, or ``key`` is not a PRNG key (``jax.random.key(0)``).
         ValueError: for a negative ``clip_norm`` or ``noise_multiplier``, for
-            noise without a ``key``, or if ``x`` is not a batch.
+            noise without a ``key``, if ``x`` is not a batch, or as
+            :func:`per_example_grad_norms`.
 
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Identity(), jaxnn.MSELoss())
@@ -145,7 +157,8 @@ def clipped_mean_grad(
     non_negative_number("noise_multiplier", noise_multiplier)
     noisy = not (isinstance(noise_multiplier, numbers.Real) and noise_multiplier == 0)
     if noisy and key is None:
-        raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=...)")
+        raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=jax.random.key(0))")
+    check_key(key, "clipped_mean_grad key", optional=True)
     xs, dbs = _per_example_deltas(net, params, x, t, "clipped_mean_grad")
     norms = _norms(xs, dbs)
     # w_i = min(1, C / norm_i), written so that a zero norm gives 1 and no division by 0.

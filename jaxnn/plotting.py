@@ -28,8 +28,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxnn._validation import as_array, check_network, non_negative_int, positive_int
+from jaxnn.checking import GradientReport
+
 try:
     import matplotlib
+    import matplotlib.axes
     from matplotlib.collections import LineCollection
     from matplotlib.colors import ListedColormap, to_rgba
     from matplotlib.patches import Circle, FancyBboxPatch, Patch, Rectangle
@@ -52,6 +56,11 @@ def _new_axes(figsize):
 
     _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
+
+
+def _check_ax(ax) -> None:
+    if ax is not None and not isinstance(ax, matplotlib.axes.Axes):
+        raise TypeError(f"ax must be a matplotlib Axes (or None for a new figure), got {type(ax).__name__}")
 
 
 # --- decision regions ----------------------------------------------------------
@@ -118,6 +127,10 @@ def decision_regions(net, params, x=None, t=None, *, ax=None, bounds=None, resol
     >>> ax.get_xlabel()
     '$x_0$'
     """
+    check_network(net)
+    _check_ax(ax)
+    net.check_params(params)
+    resolution = positive_int("resolution", resolution)
     ins = net.layers[0].ins
     if ins != 2:
         raise ValueError(
@@ -126,14 +139,14 @@ def decision_regions(net, params, x=None, t=None, *, ax=None, bounds=None, resol
     if resolution < 2:
         raise ValueError(f"resolution must be at least 2, got {resolution}")
     if x is not None:
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(as_array("x", x), dtype=float)
         if x.ndim != 2 or x.shape[1] != 2:
             raise ValueError(f"x must have shape (n, 2), got {x.shape}")
     true = None
     if t is not None:
         if x is None:
             raise ValueError("t was given without x; pass the points x whose classes t are")
-        t = np.asarray(t)
+        t = np.asarray(as_array("t", t, labels_ok=True))
         true = np.argmax(t, axis=-1) if t.ndim == 2 else t.astype(int)
         if true.shape != (len(x),):
             raise ValueError(
@@ -190,7 +203,12 @@ def _runs(history) -> dict:
     out = {}
     for name, run in runs.items():
         where = "history" if name is None else f"history[{name!r}]"
-        arrays = {k: np.asarray(v, dtype=float) for k, v in run.items()}
+        if not isinstance(run, Mapping):
+            raise TypeError(f"{where} must be a dict of per-epoch arrays, got {type(run).__name__}")
+        try:
+            arrays = {k: np.asarray(v, dtype=float) for k, v in run.items()}
+        except (TypeError, ValueError):
+            raise TypeError(f"{where} must hold arrays of numbers, one entry per epoch") from None
         lengths = {k: a.shape for k, a in arrays.items()}
         n = len(arrays.get("loss", next(iter(arrays.values()), ())))
         if not arrays or any(a.ndim != 1 or len(a) != n for a in arrays.values()):
@@ -234,6 +252,7 @@ def training_curves(history, *, ax=None, metrics=None):
     >>> len(ax.lines), len(ax.right_ax.lines)
     (1, 1)
     """
+    _check_ax(ax)
     runs = _runs(history)
     available = list(dict.fromkeys(k for run in runs.values() for k in run if k != "epoch"))
     if metrics is None:
@@ -300,7 +319,10 @@ def _norms(grads, where) -> np.ndarray:
         raise TypeError(
             f"{where} must be a list of (dW, db) pairs, one per layer, got {grads!r:.80}"
         )
-    return np.array([[np.linalg.norm(np.ravel(p)) for p in g] for g in grads])
+    try:
+        return np.array([[np.linalg.norm(np.ravel(np.asarray(p, dtype=float))) for p in g] for g in grads])
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} must hold arrays of real numbers in its (dW, db) pairs") from None
 
 
 def gradient_norms(grads, *, ax=None, log=True):
@@ -328,6 +350,7 @@ def gradient_norms(grads, *, ax=None, log=True):
     >>> len(ax.patches)
     4
     """
+    _check_ax(ax)
     named = dict(grads) if isinstance(grads, Mapping) else {None: grads}
     if not named:
         raise ValueError("grads is an empty dict; give at least one name -> grads")
@@ -424,7 +447,14 @@ def recursion_diagram(net, params, x, t, *, report=None, ax=None, decimals=2, ma
     >>> sum(isinstance(p, matplotlib.patches.Circle) for p in ax.patches)  # 2 + 3 + 2 neurons
     7
     """
-    shape = np.shape(x)
+    check_network(net)
+    _check_ax(ax)
+    decimals = non_negative_int("decimals", decimals)
+    max_neurons = positive_int("max_neurons", max_neurons)
+    net.check_params(params)
+    if report is not None and not isinstance(report, GradientReport):
+        raise TypeError(f"report must be a jaxnn.GradientReport from check_gradients, got {type(report).__name__}")
+    shape = np.shape(x) if x is not None else ()
     if len(shape) != 1:
         raise ValueError(
             f"recursion_diagram draws one example: x must have shape ({net.layers[0].ins},), got "

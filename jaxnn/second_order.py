@@ -16,6 +16,7 @@ from jax.typing import ArrayLike
 
 from jaxnn.network import Network
 from jaxnn._types import Grads, Params
+from jaxnn._validation import check_like_params, check_network
 
 __all__ = ["hessian", "hvp"]
 
@@ -33,13 +34,19 @@ def hvp(net: Network, params: Params, x: ArrayLike, t: ArrayLike, v: Params) -> 
     Returns:
         ``H v``, shaped like ``params``.
 
+    Raises:
+        ValueError, TypeError: for inputs ``net.backprop`` rejects, or a ``v``
+            not shaped like ``params`` (naming the layer and ``W`` or ``b``).
+
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 3, 1), jaxnn.Tanh(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
     >>> [h.shape for h in jax.tree.leaves(jaxnn.hvp(net, params, jax.numpy.ones(2), jax.numpy.zeros(1), params))]
     [(3, 2), (3,), (1, 3), (1,)]
     """
-    v = jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(v))
+    check_network(net)
+    x, t = net.check_inputs(params, x, t)
+    v = check_like_params(net.layers, params, v, "v")
     return jax.jvp(lambda p: net.backprop(p, x, t), (params,), (v,))[1]
 
 
@@ -55,7 +62,12 @@ def hessian(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Arr
 
     Returns:
         ``H`` of shape (n, n), in the parameters' dtype.
+
+    Raises:
+        ValueError, TypeError: for inputs ``net.backprop`` rejects.
     """
+    check_network(net)
+    x, t = net.check_inputs(params, x, t)
     flat, unravel = ravel_pytree(params)
     grad = lambda f: ravel_pytree(net.backprop(unravel(f), x, t))[0]
     return jnp.asarray(jax.jacfwd(grad)(flat))

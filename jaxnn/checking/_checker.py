@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Grads, Params
-from jaxnn._validation import check_network, non_negative_int
+from jaxnn._validation import check_data, check_network, non_negative_int
 from jaxnn.backprop import forward_trace
 from jaxnn.checking._finite_differences import choose_fd_entries, fd_values
 from jaxnn.checking._policy import compare, tolerances_for
@@ -102,7 +102,10 @@ def check_gradients(
 
     Raises:
         ValueError: if ``backprop`` returns gradients not shaped like ``params``
-            (naming the layer), or for inputs ``net.loss`` rejects.
+            (naming the layer), for inputs ``net.loss`` rejects, or for values
+            no gradient can be checked at: labels out of range, NaN or inf in
+            ``params``, ``x`` or ``t``.
+        TypeError: for arguments of the wrong kind (``backprop`` not callable).
         RuntimeError: if finite differences are asked for but float64 cannot be enabled.
 
     >>> import jax, jaxnn
@@ -114,8 +117,11 @@ def check_gradients(
     """
     check_network(net)
     fd_entries = non_negative_int("fd_entries", fd_entries)
+    if backprop is not None and not callable(backprop):
+        raise TypeError(f"backprop must be a function (params, x, t) -> grads, got {type(backprop).__name__}")
     backprop = net.backprop if backprop is None else backprop
     x_in, t_in = net.check_inputs(params, x, t)
+    check_data(net, params, x_in, t_in, "check_gradients")
     dtype = x_in.dtype
 
     loss, auto = jax.jit(jax.value_and_grad(net.loss))(params, x_in, t_in)

@@ -58,7 +58,8 @@ def _run_steps(net, optimizer, gradients, batch_split, mesh, params, opt_state, 
         bad = jnp.where((bad == steps) & ~jnp.isfinite(loss), i, bad)
         return (params, opt_state, total + loss * batch, bad, i + 1), None
 
-    total = jnp.zeros((), jnp.result_type(params[0][0]))
+    # At least float32: 16-bit losses are float32, and a 16-bit sum over an epoch would drift.
+    total = jnp.zeros((), jnp.promote_types(jnp.result_type(params[0][0]), jnp.float32))
     carry = (params, opt_state, total, jnp.int32(steps), jnp.int32(0))
     (params, opt_state, total, bad, _), _ = jax.lax.scan(body, carry, (xs, ts))
     return params, opt_state, total, bad

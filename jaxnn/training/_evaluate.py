@@ -10,7 +10,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Params
-from jaxnn._validation import check_batch, check_data, check_network, positive_int
+from jaxnn._validation import check_batch, check_data, check_network, positive_int, require_target
 from jaxnn.losses import CrossEntropyLoss
 from jaxnn.network import Network
 
@@ -32,7 +32,8 @@ def _sums(net, params, x, t, batch):
 
     n = x.shape[0]
     full = n // batch
-    loss = correct = jnp.zeros((), jnp.result_type(params[0][0]))
+    # At least float32: 16-bit losses are float32, and 16-bit counts stop at 256.
+    loss = correct = jnp.zeros((), jnp.promote_types(jnp.result_type(params[0][0]), jnp.float32))
     if full:
         xs = x[: full * batch].reshape((full, batch) + x.shape[1:])
         ts = t[: full * batch].reshape((full, batch) + t.shape[1:])
@@ -62,7 +63,8 @@ def evaluate(
         t: targets as for ``net.loss``.
         batch_size: examples per evaluated batch.
         check: check the values of the data first (finite numbers, labels
-            in range; see :func:`jaxnn.fit`); ``False`` skips it.
+            in range; see :func:`jaxnn.fit`). ``False`` skips it: an
+            out-of-range label then gives a garbage loss or NaN silently.
 
     Returns:
         ``{"loss": mean loss}``, plus ``"accuracy"`` (the fraction whose
@@ -77,7 +79,8 @@ def evaluate(
     """
     check_network(net)
     batch_size = positive_int("batch_size", batch_size)
-    x, t = net.check_inputs(params, x, t)
+    require_target(t, "evaluate")
+    x, t = net.check_inputs(params, x, t, check_labels=check)
     check_batch(net.layers, x, "evaluate")
     if check:
         check_data(net, params, x, t, "evaluate")

@@ -11,7 +11,7 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxnn._types import Params
-from jaxnn._validation import check_batch, check_data, check_network, non_negative_int, positive_int
+from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_int, positive_int, require_target
 from jaxnn.network import Network
 from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
 from jaxnn.training._epoch import step_runner
@@ -23,19 +23,6 @@ from jaxnn.training._step import check_mode, check_optimizer
 __all__ = ["fit"]
 
 VALIDATION_BATCH = 1024
-
-
-def _check_key(key) -> None:
-    if key is None:
-        return
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return
-    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-        return  # a raw jax.random.PRNGKey
-    raise TypeError(
-        f"key must be a PRNG key such as jax.random.key(0) (or None for no shuffling), got "
-        f"{type(key).__name__} {getattr(key, 'shape', '')}".rstrip()
-    )
 
 
 def _check_callbacks(callbacks) -> list[Callback]:
@@ -53,12 +40,13 @@ def _check_callbacks(callbacks) -> list[Callback]:
 
 def _checked_data(net, params, x, t, where, check):
     x, _ = net.check_inputs(params, x)
+    require_target(t, where)
     check_batch(net.layers, x, where)
     if jnp.ndim(t) < 1 or jnp.shape(t)[0] != x.shape[0]:
         raise ValueError(
             f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
         )
-    x, t = net.check_inputs(params, x, t)
+    x, t = net.check_inputs(params, x, t, check_labels=check)
     if check:
         check_data(net, params, x, t, where)
     return x, t
@@ -170,8 +158,11 @@ def fit(
             ``False`` trains on regardless.
         check_data: before compiling anything, check the values of the data
             and parameters: at least one example, finite inputs, targets and
-            parameters, class labels in ``[0, outputs)``. It reads the data
-            once; ``False`` skips it.
+            parameters, class labels in ``[0, outputs)``, no negative
+            probability targets for cross-entropy. It reads the data once;
+            ``False`` skips it, and then bad values are not caught: an
+            out-of-range label trains on a garbage loss and NaN data ends
+            in :class:`jaxnn.NonFiniteLossError` (with ``check_finite``).
         batch_split: compute each minibatch's loss and gradient as the mean
             over this many equal parts that share no computation, so XLA can
             run them concurrently (on a CPU, the parts' matrix products on
@@ -218,7 +209,7 @@ def fit(
         raise ValueError(
             f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
         )
-    _check_key(key)
+    check_key(key, "key", optional=True)
     callbacks = _check_callbacks(callbacks) + ([ProgressBar()] if progress else [])
     if not isinstance(params_or_state, TrainState):
         net.check_params(params_or_state)
