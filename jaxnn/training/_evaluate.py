@@ -80,7 +80,7 @@ def evaluate(
     check_network(net)
     batch_size = positive_int("batch_size", batch_size)
     require_target(t, "evaluate")
-    x, t = net.check_inputs(params, x, t, check_labels=check)
+    x, t = net.check_inputs(params, x, t, check_labels=False)  # check_data does, naming where
     check_batch(net.layers, x, "evaluate")
     if check:
         check_data(net, params, x, t, "evaluate")

@@ -46,7 +46,7 @@ def _checked_data(net, params, x, t, where, check):
         raise ValueError(
             f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
         )
-    x, t = net.check_inputs(params, x, t, check_labels=check)
+    x, t = net.check_inputs(params, x, t, check_labels=False)  # check_data does, naming where
     if check:
         check_data(net, params, x, t, where)
     return x, t
