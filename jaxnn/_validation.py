@@ -250,8 +250,10 @@ def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
     if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
         try:
             value = np.asarray(value)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{name} must be a rectangular array of numbers; nested lists of unequal lengths? ({err})"[:300]) from None
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{name} must be a rectangular array of numbers, got nested sequences of unequal lengths"
+            ) from None
     dtype = np.dtype(value.dtype) if not isinstance(value, jax.Array) else value.dtype
     if jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(f"{name} must be real, got dtype {dtype}; pass its real part (jnp.real) or abs value")

@@ -10,7 +10,7 @@ import jaxnn
 
 from tests.helpers import assert_trees_close
 
-# Largest |16-bit - float32| / max |float32| over a (8, 16, 16, 4) net and 64 examples, about 2x the measured worst.
+# Largest |16-bit - float32| / max |float32| over a (8, 16, 16, 4) net and 64 examples, at least 2x the measured worst.
 TOLERANCES = {
     "bfloat16": dict(forward=2e-2, loss=1e-2, grads=1e-1, fit=2e-2),
     "float16": dict(forward=4e-3, loss=2e-3, grads=1e-2, fit=5e-3),
