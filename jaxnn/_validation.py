@@ -122,24 +122,35 @@ def _first_bad(a) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(~np.isfinite(np.asarray(a)))[0])
 
 
+@jax.jit
+def _data_summary(params, x, t):
+    """In one compiled call: whether each parameter, ``x`` and ``t`` is finite, and ``t``'s range."""
+    finite = lambda a: jnp.all(jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.bool_(True)
+    low = jnp.min(t) if t.size and jnp.issubdtype(t.dtype, jnp.integer) else jnp.int32(0)
+    high = jnp.max(t) if t.size and jnp.issubdtype(t.dtype, jnp.integer) else jnp.int32(0)
+    return [[finite(W), finite(b)] for W, b in params], finite(x), finite(t), low, high
+
+
 def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
     """Check what only the values reveal: examples present, finite numbers, labels in range.
 
-    Runs on concrete arrays only (it reads them on the host); under
-    ``jax.jit`` it does nothing, since values are unknown while tracing.
+    Runs on concrete arrays only (one compiled reduction, read back once);
+    under ``jax.jit`` it does nothing, since values are unknown while tracing.
     """
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
     if _is_traced(params, x, t):
         return
+    t_arr = jnp.zeros((0,), jnp.int32) if t is None else t
+    params_ok, x_ok, t_ok, low, high = jax.device_get(_data_summary(list(map(tuple, params)), x, t_arr))
     for i, (W, b) in enumerate(params):
-        for name, a in (("W", W), ("b", b)):
-            if not bool(jnp.all(jnp.isfinite(a))):
+        for name, a, ok in (("W", W, params_ok[i][0]), ("b", b, params_ok[i][1])):
+            if not ok:
                 raise ValueError(
                     f"params[{i}] ({name} of layer {i}) holds a non-finite value (NaN or inf) at index "
                     f"{_first_bad(a)}; start from finite parameters, e.g. net.init(key)"
                 )
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not x_ok:
         raise ValueError(
             f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
             f"remove or impute those examples first"
@@ -148,13 +159,12 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         return
     if jnp.issubdtype(t.dtype, jnp.integer):
         classes = net.layers[-1].outs
-        low, high = int(jnp.min(t)), int(jnp.max(t))
         if low < 0 or high >= classes:
-            bad = int(np.argmax((np.asarray(t) < 0) | (np.asarray(t) >= classes)))
+            labels = np.asarray(t).ravel()
+            bad = int(np.argmax((labels < 0) | (labels >= classes)))
             raise ValueError(
                 f"{where}: t holds class labels outside [0, {classes}) for a network with {classes} "
-                f"outputs: min {low}, max {high}, first bad label {int(np.asarray(t).ravel()[bad])} at "
-                f"row {bad}"
+                f"outputs: min {int(low)}, max {int(high)}, first bad label {int(labels[bad])} at row {bad}"
             )
-    elif not bool(jnp.all(jnp.isfinite(t))):
+    elif not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
