@@ -123,8 +123,8 @@ def test_diverging_run_raises_with_the_last_finite_state():
     assert f"epoch {err.epoch}, step {err.step} of 16" in str(err)
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(err.state.params))
     assert err.state.epoch == err.epoch_start_state.epoch == err.epoch - 1
-    # The state attached is the one the failing step's predecessor left: its loss is finite.
-    assert np.isfinite(float(net.loss(err.state.params, x, t)))
+    # Nothing trained before the failing step is lost.
+    assert err.step > 1 and not np.allclose(err.state.params[0][0], err.epoch_start_state.params[0][0])
     # Switched off, the run goes on and reports what happened.
     _, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(1.0), batch_size=4, epochs=2,
                            check_finite=False)
@@ -186,13 +186,20 @@ def test_progress_bar_advances_within_an_epoch_on_a_terminal():
         def on_steps(self, done):
             seen.append(done)
 
-    bar = jaxnn.ProgressBar(updates_per_epoch=4, file=_Terminal())
+    bar = jaxnn.ProgressBar(updates_per_epoch=4, file=_Terminal(), short_epoch=0)
     plain, _ = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=2)
     chunked, _ = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=2,
                            callbacks=[bar, Watch()])
     assert seen == [3, 6, 9, 12] * 2  # 12 steps per epoch in chunks of 3
     assert "24/24" in bar.file.getvalue()
     assert_trees_close(chunked.params, plain.params, rtol=0, atol=0)  # chunks change nothing
+    # A fast epoch is not cut up for a bar that only wants to be seen on slow ones.
+    class Patient(Watch):
+        steps_per_update, short_epoch = 3, 60.0
+
+    seen.clear()
+    jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=2, callbacks=[Patient()])
+    assert seen == [3, 12, 3, 12]
 
 
 def test_checkpoint_every_n_epochs_and_resume(tmp_path):

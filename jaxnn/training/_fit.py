@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import jax
@@ -71,37 +72,49 @@ def _all_finite(tree) -> bool:
 class _Epochs:
     """Runs epochs as chunks of compiled steps and replays one to find its last finite state."""
 
-    def __init__(self, run, x, t, batch_size, chunk):
+    def __init__(self, run, x, t, batch_size, chunk, short_epoch=0.0):
         self.run, self.x, self.t = run, x, t
-        self.batch, self.chunk = batch_size, chunk
+        self.batch, self.chunk, self.short_epoch = batch_size, chunk, short_epoch
         n = x.shape[0]
         self.full, self.rest = divmod(n, batch_size)
 
-    def calls(self, steps: int):
-        """``(start_row, steps, batch)`` of the compiled calls that run the first ``steps`` steps."""
-        out, done = [], 0
-        while done < min(steps, self.full):
-            k = min(self.chunk, self.full - done)
-            out.append((done * self.batch, k, self.batch))
-            done += k
-        if steps > self.full and self.rest:
-            out.append((self.full * self.batch, 1, self.rest))
-        return out
-
     def run_steps(self, params, opt_state, order, steps, on_steps=None):
-        """Run the first ``steps`` steps of the epoch; ``(params, opt_state, loss_sums, bad_steps)``."""
-        sums, bads, done, pending = [], [], 0, None
-        for start, k, batch in self.calls(steps):
+        """Run the first ``steps`` steps of the epoch; ``(params, opt_state, loss_sums, bad_steps)``.
+
+        With ``on_steps`` the full minibatches run in chunks and ``on_steps``
+        hears of each; once the first chunk shows the epoch will take less
+        than ``short_epoch`` seconds, the rest runs as one call, since a
+        progress report within so short an epoch would only cost time.
+        """
+        sums, bads, pending = [], [], None
+        limit, done = min(steps, self.full), 0
+        started = time.perf_counter()
+
+        def call(start, k, batch):
+            nonlocal params, opt_state
             params, opt_state, s, b = self.run(
                 params, opt_state, self.x, self.t, order, start, steps=k, batch=batch, single=self.batch == 1
             )
             sums.append(s)
             bads.append((done, k, b))
+            return b
+
+        while done < limit:
+            k = min(self.chunk, limit - done)
+            if on_steps is not None and done and (time.perf_counter() - started) * limit / done < self.short_epoch:
+                k = limit - done
+            b = call(done * self.batch, k, self.batch)
             if on_steps is not None:
-                if pending is not None:  # report the previous chunk once the next one is queued
+                if pending is None:
+                    jax.block_until_ready(b)  # time the first chunk
+                else:  # report the previous chunk once this one is queued
                     on_steps(*pending)
                 pending = (b, done + k)
             done += k
+        if steps > self.full and self.rest:
+            call(self.full * self.batch, 1, self.rest)
+            if pending is not None:
+                pending = (pending[0], steps)
         if pending is not None:
             on_steps(*pending)
         return params, opt_state, sums, bads
@@ -236,9 +249,12 @@ def fit(
     run = FitRun(state.epoch, epochs, full + (rest > 0), n)
     for cb in callbacks:
         cb.on_fit_begin(run)
-    wanted = [cb.steps_per_update for cb in callbacks if cb.steps_per_update]
-    epochs_runner = _Epochs(step_runner(net, optimizer, gradients, batch_split, mesh), *place((x, t), devices, mesh),
-                            batch_size, max(1, min(wanted)) if wanted else max(full, 1))
+    wanted = [cb for cb in callbacks if cb.steps_per_update]
+    epochs_runner = _Epochs(
+        step_runner(net, optimizer, gradients, batch_split, mesh), *place((x, t), devices, mesh), batch_size,
+        max(1, min(cb.steps_per_update for cb in wanted)) if wanted else max(full, 1),
+        min((cb.short_epoch for cb in wanted), default=0.0),
+    )
     state = state._replace(**dict(zip(("params", "opt_state"), place((state.params, state.opt_state), devices, mesh))))
 
     def on_steps(bad, done):
