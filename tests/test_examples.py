@@ -140,12 +140,8 @@ def test_per_example_gradients():
     assert number(rf"after DP-SGD training: {NUM}", out) > 0.5
 
 
-def test_data_parallel_on_eight_cpu_devices():
-    env_flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    try:
-        out = run("data_parallel.py", "--examples", 2048, "--epochs", 2)
-    finally:
-        os.environ["XLA_FLAGS"] = env_flags
+def test_data_parallel_on_eight_cpu_devices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    out = run("data_parallel.py", "--examples", 2048, "--epochs", 2)
     assert "8 device(s)" in out
     assert number(rf"mesh vs one device: {NUM}", out) < 1e-5

@@ -32,7 +32,8 @@ class HostStream:
     ``np.load(path, mmap_mode="r")`` array is read a chunk at a time and
     never whole). Each chunk's rows are gathered on the host in the epoch's
     shuffled order and transferred while the previous chunk trains. The
-    training is the same as with the data on the device (bitwise on a CPU);
+    parameters are the same as with the data on the device (bitwise on a
+    CPU; the loss history up to the rounding of its sum);
     it is slower when the data would fit, since every epoch moves the data
     again. ``fit`` streams a ``np.memmap`` by itself; pass
     ``stream=HostStream(...)`` to stream any NumPy array or to set the chunk.
