@@ -146,3 +146,10 @@ def test_research_run(tmp_path):
     assert number(rf"test accuracy of the best epoch's state: {NUM}", out) > 0.85
     assert "bitwise equal to the uninterrupted run" in out
     assert (tmp_path / "run.npz").exists() and (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_data_parallel_on_eight_cpu_devices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    out = run("data_parallel.py", "--examples", 2048, "--epochs", 2)
+    assert "8 device(s)" in out
+    assert number(rf"mesh vs one device: {NUM}", out) < 1e-5

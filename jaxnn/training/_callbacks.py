@@ -139,7 +139,9 @@ class Checkpoint(Callback):
     The file always holds a complete state (see :func:`jaxnn.save`): a run
     killed at any moment can be resumed with ``jaxnn.load(path, like)`` and
     ``fit`` on the loaded state, with the same result as if it had not
-    stopped. In a multi-process job only process 0 writes.
+    stopped. In a multi-process job only process 0 writes (the replicated
+    state, from its own devices), and every process waits until the file is
+    written, so any of them can load it afterwards.
 
     Args:
         path: the file to write (its folder must exist).
@@ -158,6 +160,10 @@ class Checkpoint(Callback):
 
         if jax.process_index() == 0:
             save(self.path, state)
+        if jax.process_count() > 1:  # every process may read the file once all have passed this point
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxnn.Checkpoint {os.fspath(self.path)} {int(state.epoch)}")
         self._saved_epoch = int(state.epoch)
 
     def on_epoch_end(self, state, logs):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import jax
@@ -15,10 +14,19 @@ from jaxnn._types import Params
 from jaxnn._validation import check_batch, check_data, check_network, non_negative_int, positive_int
 from jaxnn.network import Network
 from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
-from jaxnn.training._epoch import step_runner
+from jaxnn.training._epoch import batch_runner, step_runner
 from jaxnn.training._evaluate import evaluate
-from jaxnn.training._placement import make_mesh, place
+from jaxnn.training._placement import (
+    Placement,
+    auto_batch_split,
+    available_cores,
+    local_replica,
+    place_data,
+    place_state,
+    placement,
+)
 from jaxnn.training._state import NonFiniteLossError, TrainState, start_state
+from jaxnn.training._stream import DeviceEpochs, HostStream, StreamedEpochs, check_host_data
 from jaxnn.training._step import check_mode, check_optimizer
 
 __all__ = ["fit"]
@@ -65,59 +73,25 @@ def _checked_data(net, params, x, t, where, check):
     return x, t
 
 
+def _batch_split(batch_split, net, batch_size, where: Placement | None) -> int:
+    """``batch_split`` checked, with ``"auto"`` resolved for this net, batch and placement."""
+    if batch_split == "auto":
+        devices = [jax.devices()[0]] if where is None else where.devices
+        local = [d for d in devices if d.process_index == jax.process_index()] or devices
+        return auto_batch_split(
+            batch_size // (1 if where is None else where.count), [(layer.ins, layer.outs) for layer in net.layers],
+            platform=devices[0].platform, cores=available_cores(), devices=len(local),
+        )
+    batch_split = positive_int("batch_split", batch_split)
+    if batch_size % batch_split:
+        raise ValueError(
+            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
+        )
+    return batch_split
+
+
 def _all_finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact))
-
-
-class _Epochs:
-    """Runs epochs as chunks of compiled steps and replays one to find its last finite state."""
-
-    def __init__(self, run, x, t, batch_size, chunk, short_epoch=0.0):
-        self.run, self.x, self.t = run, x, t
-        self.batch, self.chunk, self.short_epoch = batch_size, chunk, short_epoch
-        n = x.shape[0]
-        self.full, self.rest = divmod(n, batch_size)
-
-    def run_steps(self, params, opt_state, order, steps, on_steps=None):
-        """Run the first ``steps`` steps of the epoch; ``(params, opt_state, loss_sums, bad_steps)``.
-
-        With ``on_steps`` the full minibatches run in chunks and ``on_steps``
-        hears of each; once the first chunk shows the epoch will take less
-        than ``short_epoch`` seconds, the rest runs as one call, since a
-        progress report within so short an epoch would only cost time.
-        """
-        sums, bads, pending = [], [], None
-        limit, done = min(steps, self.full), 0
-        started = time.perf_counter()
-
-        def call(start, k, batch):
-            nonlocal params, opt_state
-            params, opt_state, s, b = self.run(
-                params, opt_state, self.x, self.t, order, start, steps=k, batch=batch, single=self.batch == 1
-            )
-            sums.append(s)
-            bads.append((done, k, b))
-            return b
-
-        while done < limit:
-            k = min(self.chunk, limit - done)
-            if on_steps is not None and done and (time.perf_counter() - started) * limit / done < self.short_epoch:
-                k = limit - done
-            b = call(done * self.batch, k, self.batch)
-            if on_steps is not None:
-                if pending is None:
-                    jax.block_until_ready(b)  # time the first chunk
-                else:  # report the previous chunk once this one is queued
-                    on_steps(*pending)
-                pending = (b, done + k)
-            done += k
-        if steps > self.full and self.rest:
-            call(self.full * self.batch, 1, self.rest)
-            if pending is not None:
-                pending = (pending[0], steps)
-        if pending is not None:
-            on_steps(*pending)
-        return params, opt_state, sums, bads
 
 
 def fit(
@@ -136,8 +110,9 @@ def fit(
     progress: bool = False,
     check_finite: bool = True,
     check_data: bool = True,
-    batch_split: int = 1,
-    devices: Sequence[jax.Device] | None = None,
+    batch_split: int | str = "auto",
+    devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
+    stream: HostStream | None = None,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Train on ``(x, t)`` by minibatch gradient descent; each epoch is one compiled ``lax.scan``.
 
@@ -189,12 +164,31 @@ def fit(
             over this many equal parts that share no computation, so XLA can
             run them concurrently (on a CPU, the parts' matrix products on
             separate cores). The same training up to rounding;
-            ``batch_size`` must be a multiple of it.
-        devices: data parallelism: with several devices (e.g.
-            ``jax.devices()``) each minibatch is split evenly over them, the
-            parameters are replicated and the gradients summed across
-            devices; ``batch_size`` must then be a multiple of
-            ``len(devices)``. ``None`` runs on the default device.
+            ``batch_size`` (per device) must be a multiple of it. ``"auto"``
+            (the default) picks it from the device kind, the CPU cores this
+            process may use and the work per minibatch: 1 on GPUs and TPUs
+            and for small nets or batches, up to one part per core on a CPU
+            (see ``auto_batch_split`` in the README's Scaling section).
+        devices: data parallelism. A list of devices (e.g. ``jax.devices()``)
+            or a ``jax.sharding.Mesh``: each minibatch is split evenly over
+            the mesh's data axis (the axis named ``"batch"`` or ``"data"``,
+            else its first axis; other axes hold replicas), the parameters
+            and optimizer state are replicated and XLA sums the gradients
+            across devices. The data are split by rows over the same axis
+            when the device count divides ``n`` (else replicated), and may
+            be global arrays of a multi-process job
+            (:func:`jaxnn.training.global_rows`); each process then gets its
+            own replica of the (identical) result. ``batch_size`` must be a
+            multiple of the data axis' size. ``None`` runs on the default
+            device.
+        stream: a :class:`jaxnn.HostStream` to keep ``x`` and ``t`` (NumPy
+            arrays) in host memory and send them to the device a chunk of
+            steps at a time, the next chunk while the current one trains: for
+            data larger than the device's memory. A ``np.memmap`` (from
+            ``np.load(path, mmap_mode="r")``) streams with
+            ``HostStream()`` by default; pass ``np.asarray(x)`` to load it
+            whole instead. The same training as on device data (bitwise on
+            a CPU).
 
     Returns:
         ``(state, history)``: the :class:`TrainState` after the last epoch
@@ -226,36 +220,48 @@ def fit(
     check_optimizer(optimizer)
     batch_size = positive_int("batch_size", batch_size)
     epochs = non_negative_int("epochs", epochs)
-    batch_split = positive_int("batch_split", batch_split)
-    if batch_size % batch_split:
-        raise ValueError(
-            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
+    where = placement(devices, batch_size)
+    if stream is None and isinstance(x, np.memmap):
+        stream = HostStream()
+    if stream is not None and not isinstance(stream, HostStream):
+        raise TypeError(f"stream must be a jaxnn.HostStream or None, got {type(stream).__name__}")
+    if stream is not None and not (isinstance(x, np.ndarray) and isinstance(t, np.ndarray)):
+        raise TypeError(
+            f"stream=HostStream(...) streams NumPy arrays from host memory; got x {type(x).__name__}, "
+            f"t {type(t).__name__} (pass np.asarray(...) or leave stream out)"
         )
+    batch_split = _batch_split(batch_split, net, batch_size, where)
     _check_key(key)
     callbacks = _check_callbacks(callbacks) + ([ProgressBar()] if progress else [])
     if not isinstance(params_or_state, TrainState):
         net.check_params(params_or_state)
     state = start_state(params_or_state, optimizer)
     net.check_params(state.params)
-    x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+    if stream is None:
+        x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+    else:
+        dtypes = check_host_data(net, state.params, x, t, "fit", check_data)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
         x_val, t_val = _checked_data(net, state.params, *validation, "fit validation", check_data)
-    mesh = None if devices is None else make_mesh(devices, batch_size)
 
     n = x.shape[0]
     full, rest = divmod(n, batch_size)
     run = FitRun(state.epoch, epochs, full + (rest > 0), n)
     for cb in callbacks:
         cb.on_fit_begin(run)
-    wanted = [cb for cb in callbacks if cb.steps_per_update]
-    epochs_runner = _Epochs(
-        step_runner(net, optimizer, gradients, batch_split, mesh), *place((x, t), devices, mesh), batch_size,
-        max(1, min(cb.steps_per_update for cb in wanted)) if wanted else max(full, 1),
-        min((cb.short_epoch for cb in wanted), default=0.0),
-    )
-    state = state._replace(**dict(zip(("params", "opt_state"), place((state.params, state.opt_state), devices, mesh))))
+    wanted = [cb.steps_per_update for cb in callbacks if cb.steps_per_update]
+    if stream is None:
+        short = min((cb.short_epoch for cb in callbacks if cb.steps_per_update), default=0.0)
+        epochs_runner = DeviceEpochs(step_runner(net, optimizer, gradients, batch_split, where),
+                                     *place_data(x, t, where), batch_size,
+                                     max(1, min(wanted)) if wanted else max(full, 1), short)
+    else:
+        chunk = min([stream.steps_per_chunk] + [max(1, w) for w in wanted])
+        epochs_runner = StreamedEpochs(batch_runner(net, optimizer, gradients, batch_split, where), x, t,
+                                       batch_size, chunk, dtypes=dtypes, where=where)
+    state = state._replace(**dict(zip(("params", "opt_state"), place_state((state.params, state.opt_state), where))))
 
     def on_steps(bad, done):
         jax.block_until_ready(bad)
@@ -265,6 +271,8 @@ def fit(
     history = {"epoch": [], "loss": []}
     for epoch in range(state.epoch, state.epoch + epochs):
         order = None if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        if order is not None and stream is None:
+            order = place_state(order, where)
         params, opt_state, sums, bads = epochs_runner.run_steps(
             state.params, state.opt_state, order, run.steps_per_epoch, on_steps if wanted else None
         )
@@ -291,8 +299,7 @@ def fit(
         replaced = cb.on_fit_end(state)
         if replaced is not None:
             state = replaced
-    if mesh is not None:
-        state = jax.device_put(state, devices[0])
+    state = local_replica(state, where)
     history = {k: np.asarray(v, np.int64 if k == "epoch" else np.float64) for k, v in history.items()}
     return state, history
 

@@ -12,6 +12,7 @@ import optax
 from jaxnn._validation import check_network, positive_int
 from jaxnn.network import Network
 from jaxnn.training._cache import cached
+from jaxnn.training._placement import auto_batch_split, available_cores
 
 __all__ = ["GRADIENT_MODES", "check_mode", "check_optimizer", "make_train_step", "train_step", "value_and_grad"]
 
@@ -41,7 +42,7 @@ def check_optimizer(optimizer) -> None:
     )
 
 
-def value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callable:
+def value_and_grad(net: Network, gradients: str, batch_split: int | str = 1) -> Callable:
     """``(params, x, t) -> (loss, grads)``, the batch optionally cut into independent parts.
 
     With ``batch_split = k`` and a batch of ``k m`` examples, the loss and
@@ -49,19 +50,25 @@ def value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callab
     the mean over the whole batch. The parts share no computation, so XLA may
     run them at the same time (its CPU runtime runs independent matrix
     products on separate cores). Batches that do not split evenly, and single
-    examples, are not split.
+    examples, are not split. ``"auto"`` picks ``k`` from the batch's shape
+    while tracing (:func:`jaxnn.training._placement.auto_batch_split`).
     """
     value_and_grad = net.value_and_backprop if gradients == "manual" else jax.value_and_grad(net.loss)
     if batch_split == 1:
         return value_and_grad
 
     def split_value_and_grad(params, x, t):
-        if jnp.ndim(x) != 2 or jnp.shape(x)[0] % batch_split:
+        k = batch_split
+        if k == "auto":  # chosen when the batch's shape is known, for the default device
+            k = auto_batch_split(jnp.shape(x)[0] if jnp.ndim(x) == 2 else 1,
+                                 [(layer.ins, layer.outs) for layer in net.layers],
+                                 platform=jax.default_backend(), cores=available_cores())
+        if k == 1 or jnp.ndim(x) != 2 or jnp.shape(x)[0] % k:
             return value_and_grad(params, x, t)
-        parts = [value_and_grad(params, xi, ti) for xi, ti in zip(jnp.split(x, batch_split), jnp.split(t, batch_split))]
+        parts = [value_and_grad(params, xi, ti) for xi, ti in zip(jnp.split(x, k), jnp.split(t, k))]
 
         def mean(*values):
-            return sum(values) / batch_split
+            return sum(values) / k
 
         return jax.tree.map(mean, *parts)
 
@@ -81,7 +88,7 @@ def make_train_step(
     gradients: str = "manual",
     *,
     donate: bool = False,
-    batch_split: int = 1,
+    batch_split: int | str = "auto",
 ) -> Callable:
     """A jitted ``step(params, opt_state, x, t) -> (params, opt_state, loss)``.
 
@@ -101,7 +108,10 @@ def make_train_step(
             ``params, opt_state = step(params, opt_state, x, t)`` and never
             pass in arrays you want to keep. Off by default.
         batch_split: compute each batch's gradient as the mean over this
-            many equal, independent parts (see :func:`jaxnn.fit`); 1 by default.
+            many equal, independent parts (see :func:`jaxnn.fit`). ``"auto"``
+            (the default) chooses it for each batch shape when the step is
+            compiled, for the default device: 1 on GPUs and TPUs, on a CPU by
+            the cores available and the work per batch.
 
     ``loss`` is the loss at the parameters given, before the update. ``x`` is
     one example (ins,) or a batch (batch, ins).
@@ -117,7 +127,8 @@ def make_train_step(
     check_network(net)
     check_mode(gradients)
     check_optimizer(optimizer)
-    batch_split = positive_int("batch_split", batch_split)
+    if batch_split != "auto":
+        batch_split = positive_int("batch_split", batch_split)
     donate = bool(donate)
 
     def build():
