@@ -122,19 +122,33 @@ def _first_bad(a) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(~np.isfinite(np.asarray(a)))[0])
 
 
+def _finite(a) -> jax.Array:
+    return jnp.all(jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.bool_(True)
+
+
 @jax.jit
-def _data_summary(params, x, t):
-    """In one compiled call: whether each parameter, ``x`` and ``t`` is finite, and ``t``'s range."""
-    finite = lambda a: jnp.all(jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.bool_(True)
+def _params_summary(params):
+    """Whether each parameter is finite, in one compiled call."""
+    return [[_finite(W), _finite(b)] for W, b in params]
+
+
+@jax.jit
+def _data_summary(x, t):
+    """Whether ``x`` and ``t`` are finite and ``t``'s range, in one compiled call.
+
+    Separate from the parameters: in a multi-process run the data are global
+    arrays over every process's devices while the parameters may still sit on
+    one local device, and one compiled call cannot take both.
+    """
     low = jnp.min(t) if t.size and jnp.issubdtype(t.dtype, jnp.integer) else jnp.int32(0)
     high = jnp.max(t) if t.size and jnp.issubdtype(t.dtype, jnp.integer) else jnp.int32(0)
-    return [[finite(W), finite(b)] for W, b in params], finite(x), finite(t), low, high
+    return _finite(x), _finite(t), low, high
 
 
 def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
     """Check what only the values reveal: examples present, finite numbers, labels in range.
 
-    Runs on concrete arrays only (one compiled reduction, read back once);
+    Runs on concrete arrays only (two compiled reductions, read back once);
     under ``jax.jit`` it does nothing, since values are unknown while tracing.
     """
     if x.ndim == 2 and x.shape[0] == 0:
@@ -142,7 +156,9 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if _is_traced(params, x, t):
         return
     t_arr = jnp.zeros((0,), jnp.int32) if t is None else t
-    params_ok, x_ok, t_ok, low, high = jax.device_get(_data_summary(list(map(tuple, params)), x, t_arr))
+    params_ok, (x_ok, t_ok, low, high) = jax.device_get(
+        (_params_summary(list(map(tuple, params))), _data_summary(x, t_arr))
+    )
     for i, (W, b) in enumerate(params):
         for name, a, ok in (("W", W, params_ok[i][0]), ("b", b, params_ok[i][1])):
             if not ok:

@@ -236,7 +236,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def auto_batch_split(batch: int, widths, *, platform: str, cores: int, devices: int = 1) -> int:
+def auto_batch_split(
+    batch: int, widths, *, platform: str | None = None, cores: int | None = None, devices: int = 1
+) -> int:
     """``batch_split="auto"``: the number of independent parts to cut each (per-device) minibatch into.
 
     On GPUs and TPUs 1: one device already runs a batch's products in
@@ -248,12 +250,14 @@ def auto_batch_split(batch: int, widths, *, platform: str, cores: int, devices: 
     Args:
         batch: rows per minibatch on one device.
         widths: the layers' ``(ins, outs)``.
-        platform: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...
-        cores: CPU cores available to the process.
+        platform: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...; default: that of ``jax.devices()[0]``.
+        cores: CPU cores available to the process; default: those this process may run on.
         devices: devices of this process sharing those cores.
     """
+    platform = jax.devices()[0].platform if platform is None else platform
     if platform != "cpu":
         return 1
+    cores = available_cores() if cores is None else cores
     per_row = sum(int(i) * int(o) for i, o in widths)
     limit = min(MAX_AUTO_SPLIT, max(1, cores // max(1, devices)))
     k = 1
