@@ -41,7 +41,7 @@ from jaxnn.second_order import hessian, hvp
 from jaxnn.training import fit, make_train_step
 from jaxnn.typing import Grads, Params
 
-__version__ = "0.1.0"
+from jaxnn._version import __version__ as __version__
 
 __all__ = [
     "Activation",
