@@ -20,6 +20,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static, so the maths renders without network
     "sphinx_copybutton",
 ]
 
@@ -61,6 +62,7 @@ napoleon_use_ivar = True  # "Attributes:" as fields of the class, not separate e
 
 html_theme = "furo"
 html_title = f"jaxnn {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
