@@ -7,7 +7,14 @@ Build (from the repository root, warnings are errors):
 The tutorials are MyST markdown notebooks, executed on every build.
 """
 
+import re
+
+import jax
+
 import jaxnn
+
+# jax.Array reports its qualified name as "jaxlib._jax.Array"; show annotations as jax.Array.
+jax.Array.__qualname__ = "Array"
 
 project = "jaxnn"
 author = "The jaxnn authors"
@@ -49,7 +56,9 @@ nb_execution_show_tb = True
 nb_merge_streams = True
 
 # API reference from the Google-style docstrings (Args / Returns / Raises).
-autodoc_default_options = {"members": True, "member-order": "bysource", "undoc-members": False}
+autodoc_default_options = {"member-order": "bysource"}  # members are listed on each page
+# Show jax.typing.ArrayLike by its name, not as the union it stands for.
+autodoc_type_aliases = {"ArrayLike": "jax.typing.ArrayLike"}
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 autodoc_preserve_defaults = True
@@ -66,3 +75,18 @@ html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
+
+
+def _tidy_alias_refs(app, what, name, obj, options, signature, return_annotation):
+    """Write an aliased type nested in another (``Callable[[ArrayLike], ...]``) by its name.
+
+    Sphinx 9 records such types as ``TypeAliasForwardRef('jax.typing.ArrayLike')``.
+    """
+    annotations = app.env.current_document.autodoc_annotations.get(name, {})
+    for key, value in annotations.items():
+        annotations[key] = re.sub(r"TypeAliasForwardRef\('([^']*)'\)", r"\1", value)
+
+
+def setup(app):
+    # After autodoc's own handler (priority 500) has recorded the type hints.
+    app.connect("autodoc-process-signature", _tidy_alias_refs, priority=600)
