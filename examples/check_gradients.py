@@ -38,9 +38,12 @@ class SlippedTanh(jaxnn.Elementwise):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--batch", type=int, default=8, help="examples in the batch checked")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
 

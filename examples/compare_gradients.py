@@ -48,16 +48,19 @@ def differences(a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 3, 5, 4], help="widths, input first")
     parser.add_argument(
         "--activations", nargs="+", choices=ACTIVATIONS, default=["leaky_relu", "sigmoid", "sigmoid"],
         help="one per layer, or one for all",
     )
-    parser.add_argument("--loss", choices=LOSSES, default="mse")
+    parser.add_argument("--loss", choices=LOSSES, default="mse", help="loss on the output")
     parser.add_argument("--batch", type=int, default=8, help="examples; the loss is their mean")
     parser.add_argument("--eps", type=float, default=1e-5, help="finite-difference step")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
 
     activations = [ACTIVATIONS[name] for name in args.activations]

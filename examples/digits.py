@@ -74,14 +74,14 @@ def plot(path, histories, best_name, x_test, y_test, guess, side):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from jaxnn.plotting import training_curves
+
     wrong = np.flatnonzero(np.asarray(guess != y_test))[:16]
     fig = plt.figure(figsize=(11, 3.8), constrained_layout=True)
     left, right = fig.subfigures(1, 2, width_ratios=[1, 1.2])
-    ax = left.subplots()
-    for name, history in histories.items():
-        ax.plot(np.arange(1, len(history) + 1), history / history[0], label=name)
-    ax.set(xlabel="epoch", ylabel="training loss / first epoch's", yscale="log", title="loss curves")
-    ax.legend()
+    runs = {name: {"loss": loss} for name, loss in histories.items()}
+    ax = training_curves(runs, ax=left.subplots())
+    ax.set(ylabel="training loss", title="loss curves")
     axes = right.subplots(2, 8)
     for ax in axes.ravel():
         ax.axis("off")
@@ -94,10 +94,13 @@ def plot(path, histories, best_name, x_test, y_test, guess, side):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--epochs", type=int, default=40, help="passes over the training images")
+    parser.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     parser.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR instead")
     parser.add_argument("--plot", metavar="FILE.png", help="save loss curves and misclassified digits")
     args = parser.parse_args()

@@ -46,9 +46,12 @@ def gradient_table(net, params, x, y):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10_000)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--epochs", type=int, default=10_000, help="SGD steps on the one example")
+    parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     args = parser.parse_args()
 
     net = jaxnn.Network(

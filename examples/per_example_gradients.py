@@ -66,13 +66,16 @@ def max_difference(a, b):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--batch", type=int, default=64, help="examples per batch (norms and DP-SGD)")
     parser.add_argument("--clip", type=float, default=1.0, help="per-example gradient norm bound C")
     parser.add_argument("--noise", type=float, default=1.0, help="noise multiplier sigma")
     parser.add_argument("--steps", type=int, default=1500, help="DP-SGD training steps")
-    parser.add_argument("--lr", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.5, help="SGD learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
 
     digits = load_digits()

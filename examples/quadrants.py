@@ -62,32 +62,28 @@ def plot_regions(net, before, after, x_test, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = jnp.linspace(-2, 2, 300)
-    gx, gy = jnp.meshgrid(grid, grid)
-    points = jnp.stack([gx.ravel(), gy.ravel()], axis=-1)
+    from jaxnn.plotting import decision_regions
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), constrained_layout=True)
     for ax, params, title in zip(axes, (before, after), ("before training", "after training")):
-        regions = jnp.argmax(net.forward(params, points), -1).reshape(gx.shape)
-        ax.contourf(gx, gy, regions, levels=[-0.5, 0.5, 1.5], colors=["#9ecae1", "#fdae6b"])
-        guess = jnp.argmax(net.forward(params, x_test), -1)
-        wrong = guess != true_class(x_test)
-        ax.scatter(*x_test[~wrong].T, c=guess[~wrong], cmap="coolwarm", vmin=0, vmax=1, s=6)
-        ax.scatter(*x_test[wrong].T, marker="x", c="k", s=14, linewidths=0.8, label="misclassified")
-        ax.set_title(f"{title}: {float(accuracy(net, params, x_test)):.1%} of test points correct")
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=8)
+        correct = float(accuracy(net, params, x_test))
+        decision_regions(net, params, x_test, true_class(x_test), ax=ax, bounds=(-2, 2),
+                         title=f"{title}: {correct:.1%} of test points correct")
     fig.savefig(path, dpi=80)
     print(f"saved {path}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--steps", type=int, default=99_000, help="per-example SGD steps per restart")
     parser.add_argument("--test", type=int, default=1_000, help="held-out test points")
     parser.add_argument("--validation", type=int, default=10_000, help="points picking the best restart")
     parser.add_argument("--restarts", type=int, default=16, help="independent runs trained at once")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     parser.add_argument("--plot", metavar="FILE.png", help="save the decision regions before/after")
     args = parser.parse_args()
 

@@ -55,11 +55,15 @@ def make_train_student(student, epochs, key):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
+                        help="the students' learning rates")
     parser.add_argument("--epochs", type=int, default=20, help="for the teacher and each student")
-    parser.add_argument("--teacher-lr", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher-lr", type=float, default=0.02, help="the teacher's learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
 
     data_key, teacher_key, student_key, shuffle_key = jax.random.split(jax.random.key(args.seed), 4)

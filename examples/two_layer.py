@@ -45,12 +45,15 @@ def least_squares(x_train, y_train, x_test):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--hidden", type=int, default=16, help="hidden sigmoid units")
+    parser.add_argument("--epochs", type=int, default=200, help="passes over the training data")
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per SGD step")
+    parser.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
 
     data = load_diabetes()

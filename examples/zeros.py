@@ -23,10 +23,13 @@ def summed_loss(net, params, x):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--steps", type=int, default=10_000, help="per-example SGD steps")
-    parser.add_argument("--lr", type=float, default=0.001)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.001, help="SGD learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     args = parser.parse_args()
 
     net = jaxnn.Network.from_sizes((2, 4, 4, 3), jaxnn.LeakyReLU(), jaxnn.MSELoss())
