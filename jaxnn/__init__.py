@@ -46,7 +46,7 @@ from jaxnn.training import (
 )
 from jaxnn._types import Grads, Params
 
-__version__ = "0.1.0"
+from jaxnn._version import __version__ as __version__
 
 __all__ = [
     "Activation",
