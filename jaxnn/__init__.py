@@ -65,6 +65,7 @@ from jaxnn.training import (
     Callback,
     Checkpoint,
     EarlyStopping,
+    HostStream,
     NonFiniteLossError,
     ProgressBar,
     TrainState,
@@ -74,7 +75,7 @@ from jaxnn.training import (
 )
 from jaxnn._types import Grads, Params
 
-__version__ = "0.1.0"
+from jaxnn._version import __version__ as __version__
 
 __all__ = [
     "Activation",
@@ -86,6 +87,7 @@ __all__ = [
     "GradientCheckError",
     "GradientReport",
     "Grads",
+    "HostStream",
     "Identity",
     "Layer",
     "LeakyReLU",

@@ -21,6 +21,10 @@ __all__ = [
     "check_activations",
     "check_key",
     "check_labels",
+    "check_nonempty",
+    "check_opt_state",
+    "choice",
+    "flag",
     "check_like_params",
     "check_network",
     "file_path",
@@ -56,6 +60,24 @@ def non_negative_int(name: str, value) -> int:
     return int(value)
 
 
+def flag(name: str, value) -> bool:
+    """``value`` as a bool, or a TypeError naming ``name`` unless it is ``True`` or ``False``.
+
+    An array or a string in place of a flag is a mistake, not a truth value.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}"[:200])
+    return bool(value)
+
+
+def choice(name: str, value, options: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``options``, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        given = repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {given}"[:300])
+    return value
+
+
 def _is_traced(*arrays) -> bool:
     return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(arrays))
 
@@ -74,6 +96,11 @@ def real_number(name: str, value, *, finite: bool = True):
     ):
         shown = f"{type(value).__name__} {value!r}"[:80]
         raise TypeError(f"{name} must be a real number such as 0.1, got {shown}")
+    if not _is_traced(value):
+        try:
+            float(value)
+        except OverflowError:  # a Python int beyond float's range
+            raise ValueError(f"{name} is too large for a float: {value!r}"[:200]) from None
     if finite and not _is_traced(value) and not np.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return value
@@ -296,6 +323,49 @@ def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_value
     return t
 
 
+def check_nonempty(x: jax.Array, where: str) -> None:
+    """Raise unless the batch ``x`` holds at least one example (a shape check: it runs under ``jax.jit``)."""
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
+
+
+def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> None:
+    """Raise unless ``opt_state`` has the structure and leaf shapes of ``optimizer.init(params)``.
+
+    Only structure and shapes are compared (``jax.eval_shape``), so it also
+    runs while ``jax.jit`` traces; dtypes may differ (a loaded count may be
+    int32 where a fresh one is int64).
+
+    Raises:
+        TypeError: a different structure (another optimizer's state, a
+            missing part) or a leaf that is not an array.
+        ValueError: a leaf of another shape; the message names its key path.
+    """
+    fix = "make it with optimizer.init(params) for this optimizer and these parameters"
+    try:
+        expected = jax.eval_shape(optimizer.init, params)
+    except Exception:  # an init that cannot be traced: nothing to compare with
+        return
+    given_leaves, given_def = jax.tree_util.tree_flatten_with_path(opt_state)
+    want_leaves, want_def = jax.tree_util.tree_flatten_with_path(expected)
+    if given_def != want_def:
+        given_paths = [jax.tree_util.keystr(k) for k, _ in given_leaves]
+        want_paths = [jax.tree_util.keystr(k) for k, _ in want_leaves]
+        missing = [p for p in want_paths if p not in given_paths]
+        detail = f"the leaf {where}{missing[0]} is missing" if missing else "its structure differs"
+        raise TypeError(
+            f"{where} does not fit the optimizer and params: {detail} (expected the structure of "
+            f"optimizer.init(params), {str(want_def)[:160]}, got {type(opt_state).__name__} "
+            f"{str(given_def)[:160]}); {fix}"
+        )
+    for (path, leaf), (_, want) in zip(given_leaves, want_leaves):
+        name = f"{where}{jax.tree_util.keystr(path)}"
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) or isinstance(leaf, complex):
+            raise TypeError(f"{name} must be an array, got {type(leaf).__name__}; {fix}")
+        if jnp.shape(leaf) != want.shape:
+            raise ValueError(f"{name} has shape {jnp.shape(leaf)} but the optimizer expects {want.shape}; {fix}")
+
+
 def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
     """Raise unless ``x`` is a batch (batch, ins)."""
     if x.ndim != 2:
@@ -321,9 +391,40 @@ def _first_bad(a) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(~np.isfinite(np.asarray(a, np.float64)))[0])
 
 
-def _all_finite(a) -> bool:
-    # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
-    return bool(np.isfinite(np.asarray(a, np.float64)).all())
+def _finite(a) -> jax.Array:
+    return jnp.all(jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.bool_(True)
+
+
+@jax.jit
+def _params_summary(params):
+    """Whether each parameter is finite, in one compiled call."""
+    return [[_finite(W), _finite(b)] for W, b in params]
+
+
+@jax.jit
+def _data_summary(x, t):
+    """Whether ``x`` and ``t`` are finite and ``t``'s range, in one compiled call.
+
+    Separate from the parameters: in a multi-process run the data are global
+    arrays over every process's devices while the parameters may still sit on
+    one local device, and one compiled call cannot take both.
+    """
+    low = jnp.min(t) if t.size else jnp.zeros((), t.dtype)
+    high = jnp.max(t) if t.size else jnp.zeros((), t.dtype)
+    return _finite(x), _finite(t), low, high
+
+
+def _host_summaries(params, x, t):
+    """What the two compiled summaries give, computed with NumPy (no tracers inside a trace)."""
+
+    def finite(a):
+        a = np.asarray(a)
+        return bool(np.isfinite(a.astype(np.float64)).all()) if jnp.issubdtype(a.dtype, jnp.inexact) else True
+
+    t_host = np.asarray(t)
+    low = t_host.min() if t_host.size else np.zeros((), t_host.dtype)
+    high = t_host.max() if t_host.size else np.zeros((), t_host.dtype)
+    return [[finite(W), finite(b)] for W, b in params], (finite(x), finite(t_host), low, high)
 
 
 def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
@@ -333,39 +434,44 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     labels in ``[0, outputs)``; no negative probability targets for
     :class:`jaxnn.CrossEntropyLoss`.
 
-    Runs on concrete arrays only (it reads them on the host); under
-    ``jax.jit`` it does nothing, since values are unknown while tracing. There
-    an out-of-range label gives a garbage or NaN loss silently, and NaN inputs
-    give NaN outputs.
+    Runs on concrete arrays only (two compiled reductions, read back once);
+    under ``jax.jit`` it does nothing, since values are unknown while tracing.
+    There an out-of-range label gives a garbage or NaN loss silently, and NaN
+    inputs give NaN outputs.
     """
-    if x.ndim == 2 and x.shape[0] == 0:
-        raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
+    check_nonempty(x, where)
     if _is_traced(params, x, t):
         return
+    t_arr = jnp.zeros((0,), jnp.int32) if t is None else t
+    summaries = (_params_summary(list(map(tuple, params))), _data_summary(x, t_arr))
+    if _is_traced(summaries):  # inside a caller's jax.jit, on arrays it closed over: read them on the host
+        summaries = _host_summaries(params, x, t_arr)
+    params_ok, (x_ok, t_ok, low, high) = jax.device_get(summaries)
     for i, (W, b) in enumerate(params):
-        for name, a in (("W", W), ("b", b)):
-            if not _all_finite(a):
+        for name, a, ok in (("W", W, params_ok[i][0]), ("b", b, params_ok[i][1])):
+            if not ok:
                 raise ValueError(
                     f"params[{i}] ({name} of layer {i}) holds a non-finite value (NaN or inf) at index "
                     f"{_first_bad(a)}; start from finite parameters, e.g. net.init(key)"
                 )
-    if not _all_finite(x):
+    if not x_ok:
         raise ValueError(
             f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
             f"remove or impute those examples first"
         )
-    if t is None:
+    if t is None or t.size == 0:
         return
     if jnp.issubdtype(t.dtype, jnp.integer):
-        if t.shape == x.shape[:-1]:
-            check_labels(t, net.layers[-1].outs, f"{where}: t")
+        classes = net.layers[-1].outs
+        if t.shape == x.shape[:-1] and (low < 0 or high >= classes):
+            check_labels(t, classes, f"{where}: t")  # reads the labels only to name the first bad one
         return
-    if not _all_finite(t):
+    if not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
     from jaxnn.losses import CrossEntropyLoss  # losses.py is imported by network.py, after this module
 
-    t_host = np.asarray(t, np.float64)
-    if isinstance(net.loss_fn, CrossEntropyLoss) and bool((t_host < 0).any()):
+    if isinstance(net.loss_fn, CrossEntropyLoss) and low < 0:
+        t_host = np.asarray(t, np.float64)
         raise ValueError(
             f"{where}: CrossEntropyLoss targets are probabilities, but t holds a negative value "
             f"{float(t_host.min())} at index {tuple(int(i) for i in np.argwhere(t_host < 0)[0])}"

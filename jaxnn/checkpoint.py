@@ -164,6 +164,13 @@ def _encode(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def _encode_leaf(leaf: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     """One leaf as an array NumPy stores without pickle, and how to read it back."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        if not leaf.is_fully_replicated:
+            raise ValueError(
+                f"cannot save the leaf at {name or 'the root'}: it is split over several processes' devices "
+                f"({leaf.sharding}); save replicated arrays, or each process's part"
+            )
+        leaf = leaf.addressable_data(0)  # a replicated global array: this process's copy is the whole value
     if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         data = np.asarray(jax.random.key_data(leaf))
         info = {"dtype": str(leaf.dtype), "shape": list(leaf.shape), "encoding": _KEY,

@@ -1,14 +1,44 @@
-"""Strict numerics for every test: float64 available, no silent rank promotion."""
+"""Strict numerics for every test (float64 available, no silent rank promotion) and shared fixtures."""
 
+import itertools
 import os
 
 import jax
+import pytest
 from hypothesis import settings
 
+# Before anything imports jaxnn, so that every array it makes is made under these settings.
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+from tests.helpers import random_problem  # noqa: E402
+
+# A script the multi-process test launches, not a test module (--doctest-modules would import it).
+collect_ignore = ["multiprocess_worker.py"]
 
 # CI draws the same examples on every run, so a result never depends on luck.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def getkey():
+    """``getkey()`` returns ``jax.random.key(0)``, then ``key(1)``, ...: fresh keys, the same on every run."""
+    seeds = itertools.count()
+    return lambda: jax.random.key(next(seeds))
+
+
+@pytest.fixture(scope="session")
+def make_problem():
+    """``make_problem(sizes, acts, batch, seed=0, **options)`` gives ``(net, params, x, t)``.
+
+    A random network with normal biases, inputs and targets; the options
+    (``loss``, ``labels``, ``target_scale``) are those of
+    :func:`tests.helpers.random_problem`, which hypothesis tests call directly.
+    """
+
+    def make(sizes, acts, batch, seed=0, **options):
+        return random_problem(sizes, acts, batch, seed, **options)
+
+    return make

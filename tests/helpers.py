@@ -1,7 +1,16 @@
-"""One tree-aware closeness check for every test."""
+"""Plain helpers for tests: a tree-aware closeness check, random problems, strategies, a planted bug.
+
+Fixtures in conftest.py wrap these; hypothesis tests, which cannot take
+function-scoped fixtures, call them directly.
+"""
+
+import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+import jaxnn
 
 
 def assert_trees_close(actual, expected, rtol, atol, err_msg=""):
@@ -22,8 +31,6 @@ def random_problem(sizes, acts, batch, seed, loss=None, labels=False, target_sca
     Targets are integer labels when ``labels`` (with CrossEntropyLoss), else normal
     noise times ``target_scale``; the loss defaults to MSELoss for noise targets.
     """
-    import jaxnn
-
     loss = loss or (jaxnn.CrossEntropyLoss() if labels else jaxnn.MSELoss())
     net = jaxnn.Network.from_sizes(sizes, acts[: len(sizes) - 1], loss)
     params = net.init(jax.random.key(seed), bias_init="normal")
@@ -37,7 +44,6 @@ def random_problem(sizes, acts, batch, seed, loss=None, labels=False, target_sca
 
 def smooth_architectures():
     """Hypothesis arguments for small nets of smooth activations: sizes, acts, batch, seed."""
-    import jaxnn
     from hypothesis import strategies as st
 
     smooth = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity(), jaxnn.Softmax()]
@@ -47,3 +53,14 @@ def smooth_architectures():
         batch=st.integers(1, 3),
         seed=st.integers(0, 2**16),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TanhWrongDerivative(jaxnn.Elementwise):
+    """tanh with the classic slip f'(y) = 1 - tanh(y) instead of 1 - tanh(y)^2: a planted bug to catch."""
+
+    def f(self, y):
+        return jnp.tanh(y)
+
+    def df(self, y):
+        return 1 - jnp.tanh(y)

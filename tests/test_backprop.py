@@ -105,10 +105,10 @@ def test_batch_gradient_is_mean_of_per_example_gradients(problem):
     assert_grads_close(jax.jit(net.backprop)(params, x, t), mean, dtype)
 
 
-def test_per_example_gradients_with_jit_and_vmap():
+def test_per_example_gradients_with_jit_and_vmap(getkey):
     net = jaxnn.Network.from_sizes([3, 4, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
-    params = net.init(jax.random.key(0))
-    x, t = jax.random.normal(jax.random.key(1), (8, 3)), jnp.arange(8) % 2
+    params = net.init(getkey())
+    x, t = jax.random.normal(getkey(), (8, 3)), jnp.arange(8) % 2
     per_example = jax.jit(jax.vmap(net.backprop, in_axes=(None, 0, 0)))(params, x, t)
     expected = jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0))(params, x, t)
     assert [g.shape for g in jax.tree.leaves(per_example)] == [(8, 4, 3), (8, 4), (8, 2, 4), (8, 2)]

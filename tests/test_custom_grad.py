@@ -13,12 +13,8 @@ RTOL, ATOL = 1e-12, 1e-14
 
 
 @pytest.fixture(scope="module")
-def problem():
-    net = jaxnn.Network.from_sizes((3, 5, 4), [jaxnn.Tanh(), jaxnn.Softmax()], jaxnn.MSELoss())
-    params = net.init(jax.random.key(0), bias_init="normal")
-    x = jax.random.normal(jax.random.key(1), (6, 3))
-    t = jax.random.normal(jax.random.key(2), (6, 4))
-    return net, params, x, t
+def problem(make_problem):
+    return make_problem((3, 5, 4), [jaxnn.Tanh(), jaxnn.Softmax()], 6)
 
 
 def test_grad_is_the_recursion_and_equals_autodiff(problem):
@@ -67,10 +63,10 @@ def test_cotangents_for_inputs_and_targets(problem):
     np.testing.assert_allclose(dx32, ref_dx, rtol=1e-6, atol=1e-9)
 
 
-def test_integer_labels_get_float0_cotangents():
+def test_integer_labels_get_float0_cotangents(getkey):
     net = jaxnn.Network.from_sizes((3, 4, 3), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
-    params = net.init(jax.random.key(0))
-    x, labels = jax.random.normal(jax.random.key(1), (5, 3)), jnp.array([0, 2, 1, 1, 0])
+    params = net.init(getkey())
+    x, labels = jax.random.normal(getkey(), (5, 3)), jnp.array([0, 2, 1, 1, 0])
     loss = jaxnn.loss_with_backprop(net)
     grads, dx, dlabels = jax.grad(loss, argnums=(0, 1, 2), allow_int=True)(params, x, labels)
     assert dlabels.dtype == jax.dtypes.float0 and dlabels.shape == (5,)

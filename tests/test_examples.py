@@ -138,3 +138,18 @@ def test_per_example_gradients():
     for pattern in ["per-example gradients: ", "clipped mean: ", "on the batch: "]:
         assert number(pattern + NUM, out) < 1e-5
     assert number(rf"after DP-SGD training: {NUM}", out) > 0.5
+
+
+def test_research_run(tmp_path):
+    out = run("research_run.py", "--epochs", 40, "--patience", 3, "--checkpoint", tmp_path / "run.npz",
+              "--plot", tmp_path / "curves.png")
+    assert number(rf"test accuracy of the best epoch's state: {NUM}", out) > 0.85
+    assert "bitwise equal to the uninterrupted run" in out
+    assert (tmp_path / "run.npz").exists() and (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_data_parallel_on_eight_cpu_devices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    out = run("data_parallel.py", "--examples", 2048, "--epochs", 2)
+    assert "8 device(s)" in out
+    assert number(rf"mesh vs one device: {NUM}", out) < 1e-5

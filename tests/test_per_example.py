@@ -12,10 +12,13 @@ from tests.helpers import assert_trees_close, random_problem
 
 RTOL, ATOL = 1e-12, 1e-14
 ACTS = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.LeakyReLU(), jaxnn.ReLU(), jaxnn.Identity(), jaxnn.Softmax()]
+TARGET_SCALE = 3.0
 
 
-def _problem(sizes, acts, batch, seed, labels=False):
-    return random_problem(sizes, acts, batch, seed, labels=labels, target_scale=3.0)
+@pytest.fixture
+def problem(make_problem):
+    """``problem(sizes, acts, batch, seed=0, labels=False)``: a random problem with targets of scale 3."""
+    return lambda *args, **kwargs: make_problem(*args, target_scale=TARGET_SCALE, **kwargs)
 
 
 def _vmap_then_clip(net, params, x, t, clip_norm):
@@ -28,8 +31,8 @@ def _vmap_then_clip(net, params, x, t, clip_norm):
     return norms, clipped
 
 
-def test_per_example_grads_equal_a_loop():
-    net, params, x, t = _problem((3, 4, 2), ACTS[:2], 5, 0)
+def test_per_example_grads_equal_a_loop(problem):
+    net, params, x, t = problem((3, 4, 2), ACTS[:2], 5)
     per_example = jax.jit(jaxnn.per_example_grads, static_argnums=0)(net, params, x, t)
     for i in range(5):
         assert_trees_close(jax.tree.map(lambda g: g[i], per_example), jax.grad(net.loss)(params, x[i], t[i]), RTOL, ATOL)
@@ -45,7 +48,7 @@ def test_per_example_grads_equal_a_loop():
     clip_norm=st.floats(0.0, 3.0),
 )
 def test_norms_and_clipped_mean_equal_vmap_then_clip(sizes, acts, batch, seed, labels, clip_norm):
-    net, params, x, t = _problem(sizes, acts, batch, seed, labels)
+    net, params, x, t = random_problem(sizes, acts, batch, seed, labels=labels, target_scale=TARGET_SCALE)
     ref_norms, ref_clipped = _vmap_then_clip(net, params, x, t, clip_norm)
     norms = jaxnn.per_example_grad_norms(net, params, x, t)
     np.testing.assert_allclose(norms, ref_norms, rtol=RTOL, atol=ATOL)
@@ -53,8 +56,9 @@ def test_norms_and_clipped_mean_equal_vmap_then_clip(sizes, acts, batch, seed, l
     assert_trees_close(clipped, ref_clipped, RTOL, ATOL)
 
 
-def test_jitted_on_the_benchmark_shape_and_clipping_really_happens():
-    net, params, x, t = _problem((20, 8, 8, 3), [jaxnn.LeakyReLU(), jaxnn.Tanh(), jaxnn.Identity()], 16, 4, labels=True)
+def test_jitted_on_the_benchmark_shape_and_clipping_really_happens(problem):
+    acts = [jaxnn.LeakyReLU(), jaxnn.Tanh(), jaxnn.Identity()]
+    net, params, x, t = problem((20, 8, 8, 3), acts, 16, seed=4, labels=True)
     norms = jax.jit(jaxnn.per_example_grad_norms, static_argnums=0)(net, params, x, t)
     c = float(jnp.median(norms))  # half the examples clipped, half not
     ref_norms, ref_clipped = jax.jit(_vmap_then_clip, static_argnums=0)(net, params, x, t, c)
@@ -66,8 +70,8 @@ def test_jitted_on_the_benchmark_shape_and_clipping_really_happens():
     assert_trees_close(clip(net, params, x, t, float(norms.max()) + 1), net.backprop(params, x, t), RTOL, ATOL)
 
 
-def test_noise_is_gaussian_with_the_dp_sgd_scale():
-    net, params, x, t = _problem((3, 4, 2), ACTS[:2], 8, 1)
+def test_noise_is_gaussian_with_the_dp_sgd_scale(problem):
+    net, params, x, t = problem((3, 4, 2), ACTS[:2], 8, seed=1)
     plain = jaxnn.clipped_mean_grad(net, params, x, t, 1.0)
     sample = jax.jit(
         jax.vmap(lambda k: jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=2.0, key=k))
@@ -82,8 +86,8 @@ def test_noise_is_gaussian_with_the_dp_sgd_scale():
                                                       key=jax.random.key(3)), 0, 0)
 
 
-def test_bad_arguments_are_named():
-    net, params, x, t = _problem((3, 2), ACTS[:1], 4, 0)
+def test_bad_arguments_are_named(problem):
+    net, params, x, t = problem((3, 2), ACTS[:1], 4)
     with pytest.raises(ValueError, match="needs a PRNG key"):
         jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="clip_norm must be a non-negative number, got -1"):

@@ -1,11 +1,15 @@
-"""The public surface: every name in __all__ exists, and init is deterministic with the documented shapes."""
+"""The public surface: ``__all__``, the subpackages after ``import jaxnn``, no use of others' private names."""
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+import ast
+import pathlib
+import subprocess
+import sys
 
 import jaxnn
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Underscored only so that they cannot clash with field names: the public API of every NamedTuple.
+NAMEDTUPLE_METHODS = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 
 
 def test_every_public_name_exists():
@@ -16,38 +20,87 @@ def test_every_public_name_exists():
         assert name in jaxnn.__all__
 
 
-def test_init_is_a_list_of_tuples_and_deterministic():
-    net = jaxnn.Network.from_sizes([5, 3, 5, 4], jaxnn.Sigmoid(), jaxnn.MSELoss())
-    a, b = net.init(jax.random.key(1)), net.init(jax.random.key(1))
-    assert isinstance(a, list) and all(isinstance(p, tuple) for p in a)
-    assert [(W.shape, bb.shape) for W, bb in a] == [((3, 5), (3,)), ((5, 3), (5,)), ((4, 5), (4,))]
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(x, y)
-    assert not np.allclose(a[0][0], net.init(jax.random.key(2))[0][0])
-    assert net.sizes == (5, 3, 5, 4)
+def test_research_tools_are_public():
+    for name in ["check_gradients", "GradientReport", "GradientCheckError", "loss_with_backprop", "hvp",
+                 "hessian", "per_example_grads", "per_example_grad_norms", "clipped_mean_grad"]:
+        assert name in jaxnn.__all__ and hasattr(jaxnn, name), name
+    for name in ["GradientRow", "Comparison", "ComponentCheck", "Tolerances", "check_gradients"]:
+        assert name in jaxnn.checking.__all__ and hasattr(jaxnn.checking, name), name
 
 
-@pytest.mark.parametrize("name", ["lecun_normal", "he_normal", "glorot_normal", "glorot_uniform", "articles"])
-def test_named_initializers_have_the_expected_scale(name):
-    net = jaxnn.Network.from_sizes([400, 300], jaxnn.Identity(), jaxnn.MSELoss())
-    (W, b), = net.init(jax.random.key(0), weight_init=name)
-    expected_std = {"lecun_normal": 1 / np.sqrt(400), "he_normal": np.sqrt(2 / 400),
-                    "glorot_normal": np.sqrt(2 / 700), "glorot_uniform": np.sqrt(2 / 700),
-                    "articles": 1 / (400 * 300)}[name]
-    np.testing.assert_allclose(np.std(W), expected_std, rtol=0.03)
-    np.testing.assert_array_equal(b, 0)
+def test_subpackages_come_with_import_jaxnn():
+    # A fresh interpreter: in this one some other test may have imported them already.
+    code = "import jaxnn; print(jaxnn.datasets.read_idx, jaxnn.checking.check_gradients, jaxnn.training.fit)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT)
+    for module in (jaxnn.datasets, jaxnn.checking, jaxnn.training):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
 
 
-def test_init_dtype_and_custom_initializer():
-    net = jaxnn.Network.from_sizes([2, 3], jaxnn.Identity(), jaxnn.MSELoss())
-    (W, b), = net.init(jax.random.key(0), dtype=jnp.float32)
-    assert W.dtype == b.dtype == jnp.float32
-    (W, b), = net.init(jax.random.key(0), weight_init=jax.nn.initializers.ones, bias_init="normal")
-    np.testing.assert_array_equal(W, 1)
-    assert W.dtype == jnp.float64  # x64 is on in the tests: JAX's default float
+def _is_private(name):
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-def test_network_is_hashable_and_compares_by_value():
-    make = lambda: jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.1), jaxnn.MSELoss())
-    assert make() == make() and hash(make()) == hash(make())
-    assert make() != jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.2), jaxnn.MSELoss())
+def _owner(dotted):
+    """The module or package a dotted name is private to (None if public): ``a.b._c.d`` -> ``a.b``."""
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if _is_private(part):
+            return ".".join(parts[:i])
+    return None
+
+
+def private_uses(source, module, is_package=False):
+    """``(line, what)`` for each use in ``source`` (the code of ``module``) of another module's private name.
+
+    A private name (one leading underscore) may be used only inside the module
+    or package it belongs to: ``jaxnn._types`` anywhere in jaxnn,
+    ``jaxnn.training._step`` inside jaxnn.training, a module's ``_helper`` in
+    that module. Attributes ``x._name`` are allowed on ``self`` and ``cls`` only.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    inside = lambda owner: owner is None or module == owner or module.startswith(owner + ".")
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if not inside(_owner(a.name))]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: "." is this package, ".." its parent
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found += [(node.lineno, f"{base}.{a.name}") for a in node.names
+                      if not inside(_owner(f"{base}.{a.name}"))]
+        elif isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in NAMEDTUPLE_METHODS:
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append((node.lineno, f"{ast.unparse(node.value)}.{node.attr}"))
+    return sorted(found)
+
+
+def test_no_module_uses_another_modules_private_names():
+    found = []
+    for path in sorted(p for folder in ("jaxnn", "tests", "examples") for p in (ROOT / folder).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        module = ".".join(parts[:-1] if is_package else parts)
+        found += [f"{path.relative_to(ROOT)}:{line}: {what}"
+                  for line, what in private_uses(path.read_text(), module, is_package)]
+    assert not found, "private names of other modules:\n" + "\n".join(found)
+
+
+def test_the_private_name_check_finds_what_it_should():
+    source = (
+        "import jax._src.core\n"
+        "from jaxnn._types import Params\n"           # a private module of its own package: allowed
+        "from jaxnn.network import _helper\n"
+        "from ._validation import check\n"            # relative: jaxnn._validation, allowed
+        "from .training._step import train_step\n"    # jaxnn.training's own: not for jaxnn.fake
+        "x = jaxnn.network._helper(self._a, t._replace(a=1), o.__class__)\n"
+    )
+    assert private_uses(source, "jaxnn.fake") == [
+        (1, "jax._src.core"), (3, "jaxnn.network._helper"), (5, "jaxnn.training._step.train_step"),
+        (6, "jaxnn.network._helper"),
+    ]
+    # Inside jaxnn.training the same private module is its own.
+    assert private_uses("from ._step import train_step\n", "jaxnn.training", is_package=True) == []
+    assert private_uses("from jaxnn._types import Params\n", "tests.test_x") == [(1, "jaxnn._types.Params")]

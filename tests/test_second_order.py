@@ -12,14 +12,10 @@ from tests.helpers import assert_trees_close, random_problem, smooth_architectur
 RTOL, ATOL = 1e-10, 1e-12
 
 
-def _problem(sizes, acts, batch, seed, loss=jaxnn.MSELoss()):
-    return random_problem(sizes, acts, batch, seed, loss=loss)
-
-
 @hypothesis.settings(max_examples=3, deadline=None)
 @hypothesis.given(**smooth_architectures())
 def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
-    net, params, x, t = _problem(sizes, acts, batch, seed)
+    net, params, x, t = random_problem(sizes, acts, batch, seed)
     flat, unravel = ravel_pytree(params)
     reference = jax.jit(jax.hessian(lambda f: net.loss(unravel(f), x, t)))(flat)
     H = jax.jit(jaxnn.hessian, static_argnums=0)(net, params, x, t)
@@ -29,8 +25,8 @@ def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
     assert_trees_close(blocks, jax.jit(jax.hessian(net.loss))(params, x, t), RTOL, ATOL)
 
 
-def test_hvp_equals_the_hessian_times_v_jitted():
-    net, params, x, t = _problem((4, 5, 3, 2), [jaxnn.Tanh(), jaxnn.Softmax(), jaxnn.Sigmoid()], 6, 0)
+def test_hvp_equals_the_hessian_times_v_jitted(make_problem):
+    net, params, x, t = make_problem((4, 5, 3, 2), [jaxnn.Tanh(), jaxnn.Softmax(), jaxnn.Sigmoid()], 6)
     v = jax.tree.map(lambda p: jax.random.normal(jax.random.key(7), p.shape, p.dtype), params)
     hv = jax.jit(jaxnn.hvp, static_argnums=0)(net, params, x, t, v)
     flat, unravel = ravel_pytree(params)
@@ -51,7 +47,7 @@ def test_one_example_and_cross_entropy_labels():
     np.testing.assert_allclose(H, reference, rtol=RTOL, atol=ATOL)
 
 
-def test_hessian_of_loss_with_backprop_goes_through_the_recursion():
-    net, params, x, t = _problem((3, 4, 2), [jaxnn.Sigmoid(), jaxnn.Tanh()], 4, 3)
+def test_hessian_of_loss_with_backprop_goes_through_the_recursion(make_problem):
+    net, params, x, t = make_problem((3, 4, 2), [jaxnn.Sigmoid(), jaxnn.Tanh()], 4, seed=3)
     H = jax.jit(jax.hessian(jaxnn.loss_with_backprop(net)))(params, x, t)
     assert_trees_close(H, jax.jit(jax.hessian(net.loss))(params, x, t), RTOL, ATOL)

@@ -14,7 +14,10 @@ The design, one module per job:
 * ``_evaluate``: the loss and accuracy on held-out data, in batches.
 * ``_callbacks``: the small objects ``fit`` calls after each epoch
   (and within one, for progress): early stopping, checkpoints, progress.
-* ``_placement``: where arrays live: one device or a mesh.
+* ``_placement``: where arrays live: one device or a mesh (of one or many
+  processes), and how many parts ``batch_split="auto"`` cuts a batch into.
+* ``_stream``: epochs as a sequence of compiled calls, on device data or on
+  host data sent a chunk at a time (:class:`HostStream`).
 * ``_fit``: the loop that ties them together.
 
 ``fit`` grows by taking small values and objects (``validation=(x, t)``,
@@ -28,9 +31,13 @@ from jaxnn.training._callbacks import FitRun as FitRun
 from jaxnn.training._callbacks import ProgressBar as ProgressBar
 from jaxnn.training._evaluate import evaluate as evaluate
 from jaxnn.training._fit import fit as fit
+from jaxnn.training._placement import auto_batch_split as auto_batch_split
+from jaxnn.training._placement import global_rows as global_rows
+from jaxnn.training._placement import process_rows as process_rows
 from jaxnn.training._state import NonFiniteLossError as NonFiniteLossError
 from jaxnn.training._state import TrainState as TrainState
 from jaxnn.training._step import GRADIENT_MODES as GRADIENT_MODES
+from jaxnn.training._stream import HostStream as HostStream
 from jaxnn.training._step import make_train_step as make_train_step
 
 __all__ = [
@@ -39,10 +46,14 @@ __all__ = [
     "Checkpoint",
     "EarlyStopping",
     "FitRun",
+    "HostStream",
     "NonFiniteLossError",
     "ProgressBar",
     "TrainState",
+    "auto_batch_split",
     "evaluate",
     "fit",
+    "global_rows",
     "make_train_step",
+    "process_rows",
 ]

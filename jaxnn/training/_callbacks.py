@@ -45,9 +45,13 @@ class Callback:
     Attributes:
         steps_per_update: if not None, ``fit`` runs each epoch in chunks of
             about this many steps and calls :meth:`on_steps` after each.
+        short_epoch: seconds; once the first chunk shows an epoch will be
+            shorter than this, ``fit`` runs the rest of it as one call (one
+            report at its end), since reports within it would only cost time.
     """
 
     steps_per_update: int | None = None
+    short_epoch: float = 0.0
 
     def on_fit_begin(self, run: FitRun) -> None:
         """Called once before the first epoch."""
@@ -135,7 +139,9 @@ class Checkpoint(Callback):
     The file always holds a complete state (see :func:`jaxnn.save`): a run
     killed at any moment can be resumed with ``jaxnn.load(path, like)`` and
     ``fit`` on the loaded state, with the same result as if it had not
-    stopped. In a multi-process job only process 0 writes.
+    stopped. In a multi-process job only process 0 writes (the replicated
+    state, from its own devices), and every process waits until the file is
+    written, so any of them can load it afterwards.
 
     Args:
         path: the file to write (its folder must exist).
@@ -154,6 +160,10 @@ class Checkpoint(Callback):
 
         if jax.process_index() == 0:
             save(self.path, state)
+        if jax.process_count() > 1:  # every process may read the file once all have passed this point
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxnn.Checkpoint {os.fspath(self.path)} {int(state.epoch)}")
         self._saved_epoch = int(state.epoch)
 
     def on_epoch_end(self, state, logs):
@@ -177,10 +187,15 @@ class ProgressBar(Callback):
             update runs the epoch in one more compiled call; the default keeps
             that cost to a few percent.
         file: the stream, ``sys.stderr`` by default.
+        short_epoch: seconds; an epoch shorter than this is reported only at
+            its end, so the bar costs nothing measurable on fast epochs.
     """
 
-    def __init__(self, updates_per_epoch: int = 10, file=None):
+    def __init__(self, updates_per_epoch: int = 10, file=None, short_epoch: float = 0.25):
         self.updates_per_epoch = positive_int("updates_per_epoch", updates_per_epoch)
+        if isinstance(short_epoch, bool) or not isinstance(short_epoch, (int, float)) or not short_epoch >= 0:
+            raise ValueError(f"short_epoch must be a non-negative number of seconds, got {short_epoch!r}")
+        self.short_epoch = float(short_epoch)
         self.file = file
         self._bar = None
 

@@ -3,9 +3,11 @@
 An epoch is one call, or several when a callback wants to hear about
 progress within it (each call then runs a chunk of the epoch's steps). The
 minibatches are gathered on the device from the epoch's permutation, so
-nothing crosses to the host inside a call. Every step's loss is added to a
-running sum and tested for being finite; the carry records the first step
-whose loss was not, so a failure costs no host synchronisation per step.
+nothing crosses to the host inside a call. Data streamed from the host
+arrive already gathered, a chunk of minibatches at a time, and run through
+the same scan. Every step's loss is added to a running sum and tested for
+being finite; the carry records the first step whose loss was not, so a
+failure costs no host synchronisation per step.
 """
 
 from __future__ import annotations
@@ -14,17 +16,40 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnn.training._cache import cached
 from jaxnn.training._step import train_step
 
-__all__ = ["BATCH_AXIS", "step_runner"]
-
-BATCH_AXIS = "batch"
+__all__ = ["batch_runner", "step_runner"]
 
 
-def _run_steps(net, optimizer, gradients, batch_split, mesh, params, opt_state, x, t, order, start, *, steps, batch, single):
+def _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, *, steps, batch):
+    """Train on minibatches ``xs[k], ts[k]``; ``(params, opt_state, loss_sum, bad_step)``."""
+    step = functools.partial(train_step, net, optimizer, gradients, batch_split)
+
+    def body(carry, minibatch):
+        params, opt_state, total, bad, i = carry
+        params, opt_state, loss = step(params, opt_state, *minibatch)
+        bad = jnp.where((bad == steps) & ~jnp.isfinite(loss), i, bad)
+        return (params, opt_state, total + loss * batch, bad, i + 1), None
+
+    # At least float32: 16-bit losses are float32, and a 16-bit sum over an epoch would drift.
+    total = jnp.zeros((), jnp.promote_types(jnp.result_type(params[0][0]), jnp.float32))
+    carry = (params, opt_state, total, jnp.int32(steps), jnp.int32(0))
+    (params, opt_state, total, bad, _), _ = jax.lax.scan(body, carry, (xs, ts))
+    return params, opt_state, total, bad
+
+
+def _split_batches(where, xs, ts, batch, single):
+    """Ask XLA to split each minibatch over the mesh's data axis."""
+    if where is not None and where.mesh is not None and not single and batch % where.count == 0:
+        xs = jax.lax.with_sharding_constraint(xs, where.batches())
+        ts = jax.lax.with_sharding_constraint(ts, where.batches())
+    return xs, ts
+
+
+def _run_steps(net, optimizer, gradients, batch_split, where, params, opt_state, x, t, order, start, *,
+               steps, batch, single):
     """``steps`` minibatches of ``batch`` rows each, starting at row ``start`` of the epoch.
 
     Step ``k`` uses rows ``order[start + k * batch : start + (k + 1) * batch]``
@@ -44,32 +69,31 @@ def _run_steps(net, optimizer, gradients, batch_split, mesh, params, opt_state, 
         idx = jax.lax.dynamic_slice_in_dim(order, start, rows)
         xs, ts = x[idx], t[idx]
     lead = (steps,) if single else (steps, batch)
-    xs = xs.reshape(lead + x.shape[1:])
-    ts = ts.reshape(lead + t.shape[1:])
-    if mesh is not None and not single and batch % mesh.size == 0:
-        split = NamedSharding(mesh, PartitionSpec(None, BATCH_AXIS))
-        xs = jax.lax.with_sharding_constraint(xs, split)
-        ts = jax.lax.with_sharding_constraint(ts, split)
-    step = functools.partial(train_step, net, optimizer, gradients, batch_split)
-
-    def body(carry, minibatch):
-        params, opt_state, total, bad, i = carry
-        params, opt_state, loss = step(params, opt_state, *minibatch)
-        bad = jnp.where((bad == steps) & ~jnp.isfinite(loss), i, bad)
-        return (params, opt_state, total + loss * batch, bad, i + 1), None
-
-    # At least float32: 16-bit losses are float32, and a 16-bit sum over an epoch would drift.
-    total = jnp.zeros((), jnp.promote_types(jnp.result_type(params[0][0]), jnp.float32))
-    carry = (params, opt_state, total, jnp.int32(steps), jnp.int32(0))
-    (params, opt_state, total, bad, _), _ = jax.lax.scan(body, carry, (xs, ts))
-    return params, opt_state, total, bad
+    xs, ts = _split_batches(where, xs.reshape(lead + x.shape[1:]), ts.reshape(lead + t.shape[1:]), batch, single)
+    return _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, steps=steps, batch=batch)
 
 
-def step_runner(net, optimizer, gradients: str, batch_split: int, mesh):
+def _run_batches(net, optimizer, gradients, batch_split, where, params, opt_state, xs, ts, *, batch, single):
+    """Like ``_run_steps`` on minibatches gathered already: ``xs`` (steps, batch, ins)."""
+    xs, ts = _split_batches(where, xs, ts, batch, single)
+    return _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, steps=xs.shape[0], batch=batch)
+
+
+def step_runner(net, optimizer, gradients: str, batch_split: int, where):
     """The jitted ``run(params, opt_state, x, t, order, start, *, steps, batch, single)``, cached."""
 
     def build():
-        run = functools.partial(_run_steps, net, optimizer, gradients, batch_split, mesh)
+        run = functools.partial(_run_steps, net, optimizer, gradients, batch_split, where)
         return jax.jit(run, static_argnames=("steps", "batch", "single"))
 
-    return cached("steps", (net, gradients, batch_split, mesh), optimizer, build)
+    return cached("steps", (net, gradients, batch_split, where), optimizer, build)
+
+
+def batch_runner(net, optimizer, gradients: str, batch_split: int, where):
+    """The jitted ``run(params, opt_state, xs, ts, *, batch, single)`` for streamed chunks, cached."""
+
+    def build():
+        run = functools.partial(_run_batches, net, optimizer, gradients, batch_split, where)
+        return jax.jit(run, static_argnames=("batch", "single"))
+
+    return cached("batches", (net, gradients, batch_split, where), optimizer, build)

@@ -11,14 +11,35 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxnn._types import Params
-from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_int, positive_int, require_target
+from jaxnn._validation import (
+    check_batch,
+    check_data,
+    check_key,
+    check_network,
+    check_nonempty,
+    check_opt_state,
+    check_params,
+    flag,
+    non_negative_int,
+    positive_int,
+    require_target,
+)
 from jaxnn.network import Network
 from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
-from jaxnn.training._epoch import step_runner
+from jaxnn.training._epoch import batch_runner, step_runner
 from jaxnn.training._evaluate import evaluate
-from jaxnn.training._placement import make_mesh, place
+from jaxnn.training._placement import (
+    Placement,
+    auto_batch_split,
+    available_cores,
+    local_replica,
+    place_data,
+    place_state,
+    placement,
+)
 from jaxnn.training._state import NonFiniteLossError, TrainState, start_state
-from jaxnn.training._step import check_mode, check_optimizer
+from jaxnn.training._stream import DeviceEpochs, HostStream, StreamedEpochs, check_host_data
+from jaxnn.training._step import check_batch_split, check_mode, check_optimizer
 
 __all__ = ["fit"]
 
@@ -42,6 +63,7 @@ def _checked_data(net, params, x, t, where, check):
     x, _ = net.check_inputs(params, x)
     require_target(t, where)
     check_batch(net.layers, x, where)
+    check_nonempty(x, where)
     if jnp.ndim(t) < 1 or jnp.shape(t)[0] != x.shape[0]:
         raise ValueError(
             f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
@@ -52,47 +74,41 @@ def _checked_data(net, params, x, t, where, check):
     return x, t
 
 
+def _batch_split(batch_split, net, batch_size, where: Placement | None) -> int:
+    """``batch_split`` checked, with ``"auto"`` resolved for this net, batch and placement."""
+    if check_batch_split(batch_split) == "auto":
+        devices = [jax.devices()[0]] if where is None else where.devices
+        local = [d for d in devices if d.process_index == jax.process_index()] or devices
+        return auto_batch_split(
+            batch_size // (1 if where is None else where.count), [(layer.ins, layer.outs) for layer in net.layers],
+            platform=devices[0].platform, cores=available_cores(), devices=len(local),
+        )
+    batch_split = positive_int("batch_split", batch_split)
+    if batch_size % batch_split:
+        raise ValueError(
+            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
+        )
+    return batch_split
+
+
+def _check_state(net, optimizer, state: TrainState) -> None:
+    """A state to continue from: parameters for ``net``, ``optimizer``'s state for them, an epoch count."""
+    check_params(net.layers, state.params, "params_or_state.params")
+    epoch = state.epoch
+    is_int = isinstance(epoch, (int, np.integer)) or (
+        isinstance(epoch, (jax.Array, np.ndarray)) and epoch.shape == () and jnp.issubdtype(epoch.dtype, jnp.integer)
+    )
+    if not is_int or isinstance(epoch, (bool, np.bool_)):
+        raise TypeError(
+            f"params_or_state.epoch must be an int (epochs completed), got {type(epoch).__name__} {epoch!r}"[:200]
+        )
+    if not isinstance(epoch, jax.core.Tracer) and int(epoch) < 0:
+        raise ValueError(f"params_or_state.epoch must be >= 0 (epochs completed), got {int(epoch)}")
+    check_opt_state(optimizer, state.params, state.opt_state, "params_or_state.opt_state")
+
+
 def _all_finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact))
-
-
-class _Epochs:
-    """Runs epochs as chunks of compiled steps and replays one to find its last finite state."""
-
-    def __init__(self, run, x, t, batch_size, chunk):
-        self.run, self.x, self.t = run, x, t
-        self.batch, self.chunk = batch_size, chunk
-        n = x.shape[0]
-        self.full, self.rest = divmod(n, batch_size)
-
-    def calls(self, steps: int):
-        """``(start_row, steps, batch)`` of the compiled calls that run the first ``steps`` steps."""
-        out, done = [], 0
-        while done < min(steps, self.full):
-            k = min(self.chunk, self.full - done)
-            out.append((done * self.batch, k, self.batch))
-            done += k
-        if steps > self.full and self.rest:
-            out.append((self.full * self.batch, 1, self.rest))
-        return out
-
-    def run_steps(self, params, opt_state, order, steps, on_steps=None):
-        """Run the first ``steps`` steps of the epoch; ``(params, opt_state, loss_sums, bad_steps)``."""
-        sums, bads, done, pending = [], [], 0, None
-        for start, k, batch in self.calls(steps):
-            params, opt_state, s, b = self.run(
-                params, opt_state, self.x, self.t, order, start, steps=k, batch=batch, single=self.batch == 1
-            )
-            sums.append(s)
-            bads.append((done, k, b))
-            if on_steps is not None:
-                if pending is not None:  # report the previous chunk once the next one is queued
-                    on_steps(*pending)
-                pending = (b, done + k)
-            done += k
-        if pending is not None:
-            on_steps(*pending)
-        return params, opt_state, sums, bads
 
 
 def fit(
@@ -111,8 +127,9 @@ def fit(
     progress: bool = False,
     check_finite: bool = True,
     check_data: bool = True,
-    batch_split: int = 1,
-    devices: Sequence[jax.Device] | None = None,
+    batch_split: int | str = "auto",
+    devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
+    stream: HostStream | None = None,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Train on ``(x, t)`` by minibatch gradient descent; each epoch is one compiled ``lax.scan``.
 
@@ -167,12 +184,31 @@ def fit(
             over this many equal parts that share no computation, so XLA can
             run them concurrently (on a CPU, the parts' matrix products on
             separate cores). The same training up to rounding;
-            ``batch_size`` must be a multiple of it.
-        devices: data parallelism: with several devices (e.g.
-            ``jax.devices()``) each minibatch is split evenly over them, the
-            parameters are replicated and the gradients summed across
-            devices; ``batch_size`` must then be a multiple of
-            ``len(devices)``. ``None`` runs on the default device.
+            ``batch_size`` (per device) must be a multiple of it. ``"auto"``
+            (the default) picks it from the device kind, the CPU cores this
+            process may use and the work per minibatch: 1 on GPUs and TPUs
+            and for small nets or batches, up to one part per core on a CPU
+            (see ``auto_batch_split`` in the README's Scaling section).
+        devices: data parallelism. A list of devices (e.g. ``jax.devices()``)
+            or a ``jax.sharding.Mesh``: each minibatch is split evenly over
+            the mesh's data axis (the axis named ``"batch"`` or ``"data"``,
+            else its first axis; other axes hold replicas), the parameters
+            and optimizer state are replicated and XLA sums the gradients
+            across devices. The data are split by rows over the same axis
+            when the device count divides ``n`` (else replicated), and may
+            be global arrays of a multi-process job
+            (:func:`jaxnn.training.global_rows`); each process then gets its
+            own replica of the (identical) result. ``batch_size`` must be a
+            multiple of the data axis' size. ``None`` runs on the default
+            device.
+        stream: a :class:`jaxnn.HostStream` to keep ``x`` and ``t`` (NumPy
+            arrays) in host memory and send them to the device a chunk of
+            steps at a time, the next chunk while the current one trains: for
+            data larger than the device's memory. A ``np.memmap`` (from
+            ``np.load(path, mmap_mode="r")``) streams with
+            ``HostStream()`` by default; pass ``np.asarray(x)`` to load it
+            whole instead. The same training as on device data (bitwise on
+            a CPU).
 
     Returns:
         ``(state, history)``: the :class:`TrainState` after the last epoch
@@ -204,23 +240,34 @@ def fit(
     check_optimizer(optimizer)
     batch_size = positive_int("batch_size", batch_size)
     epochs = non_negative_int("epochs", epochs)
-    batch_split = positive_int("batch_split", batch_split)
-    if batch_size % batch_split:
-        raise ValueError(
-            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
+    where = placement(devices, batch_size)
+    if stream is None and isinstance(x, np.memmap):
+        stream = HostStream()
+    if stream is not None and not isinstance(stream, HostStream):
+        raise TypeError(f"stream must be a jaxnn.HostStream or None, got {type(stream).__name__}")
+    if stream is not None and not (isinstance(x, np.ndarray) and isinstance(t, np.ndarray)):
+        raise TypeError(
+            f"stream=HostStream(...) streams NumPy arrays from host memory; got x {type(x).__name__}, "
+            f"t {type(t).__name__} (pass np.asarray(...) or leave stream out)"
         )
+    batch_split = _batch_split(batch_split, net, batch_size, where)
     check_key(key, "key", optional=True)
+    progress, check_finite = flag("progress", progress), flag("check_finite", check_finite)
+    check_data = flag("check_data", check_data)
     callbacks = _check_callbacks(callbacks) + ([ProgressBar()] if progress else [])
-    if not isinstance(params_or_state, TrainState):
+    if isinstance(params_or_state, TrainState):
+        _check_state(net, optimizer, params_or_state)
+    else:
         net.check_params(params_or_state)
     state = start_state(params_or_state, optimizer)
-    net.check_params(state.params)
-    x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+    if stream is None:
+        x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+    else:
+        dtypes = check_host_data(net, state.params, x, t, "fit", check_data)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
         x_val, t_val = _checked_data(net, state.params, *validation, "fit validation", check_data)
-    mesh = None if devices is None else make_mesh(devices, batch_size)
 
     n = x.shape[0]
     full, rest = divmod(n, batch_size)
@@ -228,9 +275,16 @@ def fit(
     for cb in callbacks:
         cb.on_fit_begin(run)
     wanted = [cb.steps_per_update for cb in callbacks if cb.steps_per_update]
-    epochs_runner = _Epochs(step_runner(net, optimizer, gradients, batch_split, mesh), *place((x, t), devices, mesh),
-                            batch_size, max(1, min(wanted)) if wanted else max(full, 1))
-    state = state._replace(**dict(zip(("params", "opt_state"), place((state.params, state.opt_state), devices, mesh))))
+    if stream is None:
+        short = min((cb.short_epoch for cb in callbacks if cb.steps_per_update), default=0.0)
+        epochs_runner = DeviceEpochs(step_runner(net, optimizer, gradients, batch_split, where),
+                                     *place_data(x, t, where), batch_size,
+                                     max(1, min(wanted)) if wanted else max(full, 1), short)
+    else:
+        chunk = min([stream.steps_per_chunk] + [max(1, w) for w in wanted])
+        epochs_runner = StreamedEpochs(batch_runner(net, optimizer, gradients, batch_split, where), x, t,
+                                       batch_size, chunk, dtypes=dtypes, where=where)
+    state = state._replace(**dict(zip(("params", "opt_state"), place_state((state.params, state.opt_state), where))))
 
     def on_steps(bad, done):
         jax.block_until_ready(bad)
@@ -240,6 +294,8 @@ def fit(
     history = {"epoch": [], "loss": []}
     for epoch in range(state.epoch, state.epoch + epochs):
         order = None if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        if order is not None and stream is None:
+            order = place_state(order, where)
         params, opt_state, sums, bads = epochs_runner.run_steps(
             state.params, state.opt_state, order, run.steps_per_epoch, on_steps if wanted else None
         )
@@ -266,8 +322,7 @@ def fit(
         replaced = cb.on_fit_end(state)
         if replaced is not None:
             state = replaced
-    if mesh is not None:
-        state = jax.device_put(state, devices[0])
+    state = local_replica(state, where)
     history = {k: np.asarray(v, np.int64 if k == "epoch" else np.float64) for k, v in history.items()}
     return state, history
 

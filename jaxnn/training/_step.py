@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnn._validation import check_network, positive_int
+from jaxnn._validation import as_array, check_network, check_opt_state, choice, flag, positive_int
 from jaxnn.network import Network
 from jaxnn.training._cache import cached
+from jaxnn.training._placement import auto_batch_split, available_cores
 
 __all__ = ["GRADIENT_MODES", "check_mode", "check_optimizer", "make_train_step", "train_step", "value_and_grad"]
 
@@ -19,8 +20,14 @@ GRADIENT_MODES = ("manual", "autodiff")
 
 
 def check_mode(gradients) -> None:
-    if gradients not in GRADIENT_MODES:
-        raise ValueError(f"gradients must be one of {GRADIENT_MODES}, got {gradients!r}")
+    choice("gradients", gradients, GRADIENT_MODES)
+
+
+def check_batch_split(batch_split) -> int | str:
+    """``batch_split``: ``"auto"`` or a positive int."""
+    if isinstance(batch_split, str) and batch_split == "auto":
+        return batch_split
+    return positive_int("batch_split", batch_split)
 
 
 def check_optimizer(optimizer) -> None:
@@ -41,7 +48,7 @@ def check_optimizer(optimizer) -> None:
     )
 
 
-def value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callable:
+def value_and_grad(net: Network, gradients: str, batch_split: int | str = 1) -> Callable:
     """``(params, x, t) -> (loss, grads)``, the batch optionally cut into independent parts.
 
     With ``batch_split = k`` and a batch of ``k m`` examples, the loss and
@@ -49,19 +56,25 @@ def value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callab
     the mean over the whole batch. The parts share no computation, so XLA may
     run them at the same time (its CPU runtime runs independent matrix
     products on separate cores). Batches that do not split evenly, and single
-    examples, are not split.
+    examples, are not split. ``"auto"`` picks ``k`` from the batch's shape
+    while tracing (:func:`jaxnn.training._placement.auto_batch_split`).
     """
     value_and_grad = net.value_and_backprop if gradients == "manual" else jax.value_and_grad(net.loss)
     if batch_split == 1:
         return value_and_grad
 
     def split_value_and_grad(params, x, t):
-        if jnp.ndim(x) != 2 or jnp.shape(x)[0] % batch_split:
+        k = batch_split
+        if k == "auto":  # chosen when the batch's shape is known, for the default device
+            k = auto_batch_split(jnp.shape(x)[0] if jnp.ndim(x) == 2 else 1,
+                                 [(layer.ins, layer.outs) for layer in net.layers],
+                                 platform=jax.default_backend(), cores=available_cores())
+        if k == 1 or jnp.ndim(x) != 2 or jnp.shape(x)[0] % k:
             return value_and_grad(params, x, t)
-        parts = [value_and_grad(params, xi, ti) for xi, ti in zip(jnp.split(x, batch_split), jnp.split(t, batch_split))]
+        parts = [value_and_grad(params, xi, ti) for xi, ti in zip(jnp.split(x, k), jnp.split(t, k))]
 
         def mean(*values):
-            return sum(values) / batch_split
+            return sum(values) / k
 
         return jax.tree.map(mean, *parts)
 
@@ -70,6 +83,9 @@ def value_and_grad(net: Network, gradients: str, batch_split: int = 1) -> Callab
 
 def train_step(net, optimizer, gradients, batch_split, params, opt_state, x, t):
     """``(params, opt_state, loss)`` after one update; ``loss`` is taken before it."""
+    # While tracing, once per compilation: a state from another optimizer would fail deep in optax.
+    net.check_params(params)
+    check_opt_state(optimizer, params, opt_state)
     loss, grads = value_and_grad(net, gradients, batch_split)(params, x, t)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -81,7 +97,7 @@ def make_train_step(
     gradients: str = "manual",
     *,
     donate: bool = False,
-    batch_split: int = 1,
+    batch_split: int | str = "auto",
 ) -> Callable:
     """A jitted ``step(params, opt_state, x, t) -> (params, opt_state, loss)``.
 
@@ -101,7 +117,10 @@ def make_train_step(
             ``params, opt_state = step(params, opt_state, x, t)`` and never
             pass in arrays you want to keep. Off by default.
         batch_split: compute each batch's gradient as the mean over this
-            many equal, independent parts (see :func:`jaxnn.fit`); 1 by default.
+            many equal, independent parts (see :func:`jaxnn.fit`). ``"auto"``
+            (the default) chooses it for each batch shape when the step is
+            compiled, for the default device: 1 on GPUs and TPUs, on a CPU by
+            the cores available and the work per batch.
 
     ``loss`` is the loss at the parameters given, before the update. ``x`` is
     one example (ins,) or a batch (batch, ins).
@@ -117,11 +136,27 @@ def make_train_step(
     check_network(net)
     check_mode(gradients)
     check_optimizer(optimizer)
-    batch_split = positive_int("batch_split", batch_split)
-    donate = bool(donate)
+    batch_split = check_batch_split(batch_split)
+    donate = flag("donate", donate)
 
     def build():
-        step = functools.partial(train_step, net, optimizer, gradients, batch_split)
-        return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+        jitted = jax.jit(functools.partial(train_step, net, optimizer, gradients, batch_split),
+                         donate_argnums=(0, 1) if donate else ())
+
+        def step(params, opt_state, x, t):
+            """``(params, opt_state, loss)`` after one update of ``net`` by ``optimizer``."""
+            # Arrays go straight through; lists and bad values get jaxnn's conversion and message.
+            x = x if isinstance(x, jax.Array) else as_array("x", x)
+            t = t if isinstance(t, jax.Array) else as_array("t", t, labels_ok=True)
+            try:
+                return jitted(params, opt_state, x, t)
+            except (TypeError, ValueError):
+                # JAX refuses a leaf that is no array before tracing starts: say which one
+                net.check_params(params)
+                check_opt_state(optimizer, params, opt_state)
+                raise
+
+        step.jitted = jitted
+        return step
 
     return cached("step", (net, gradients, donate, batch_split), optimizer, build)

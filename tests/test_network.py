@@ -1,0 +1,71 @@
+"""Network: init's shapes and determinism, forward and loss, check_inputs, and hashing by value."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+
+RTOL, ATOL = 1e-13, 1e-15
+
+
+def test_init_is_a_list_of_tuples_and_deterministic():
+    net = jaxnn.Network.from_sizes([5, 3, 5, 4], jaxnn.Sigmoid(), jaxnn.MSELoss())
+    a, b = net.init(jax.random.key(1)), net.init(jax.random.key(1))
+    assert isinstance(a, list) and all(isinstance(p, tuple) for p in a)
+    assert [(W.shape, bb.shape) for W, bb in a] == [((3, 5), (3,)), ((5, 3), (5,)), ((4, 5), (4,))]
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.allclose(a[0][0], net.init(jax.random.key(2))[0][0])
+    assert net.sizes == (5, 3, 5, 4)
+
+
+def test_init_dtype_and_custom_initializer():
+    net = jaxnn.Network.from_sizes([2, 3], jaxnn.Identity(), jaxnn.MSELoss())
+    (W, b), = net.init(jax.random.key(0), dtype=jnp.float32)
+    assert W.dtype == b.dtype == jnp.float32
+    (W, b), = net.init(jax.random.key(0), weight_init=jax.nn.initializers.ones, bias_init="normal")
+    np.testing.assert_array_equal(W, 1)
+    assert W.dtype == jnp.float64  # x64 is on in the tests: JAX's default float
+
+
+def test_forward_applies_each_layer_in_turn_to_one_example_or_a_batch(make_problem):
+    net, params, x, _ = make_problem((3, 4, 2), [jaxnn.Tanh(), jaxnn.Softmax()], 5)
+    (W0, b0), (W1, b1) = jax.tree.map(np.asarray, params)
+    y = np.tanh(np.asarray(x) @ W0.T + b0) @ W1.T + b1  # NumPy: an independent reference
+    expected = np.exp(y) / np.exp(y).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(net.forward(params, x), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(jax.jit(net.forward)(params, x), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(net.forward(params, x[2]), expected[2], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_loss_of_a_batch_is_the_mean_of_each_examples_loss(make_problem, labels):
+    net, params, x, t = make_problem((3, 4, 2), [jaxnn.Sigmoid(), jaxnn.Identity()], 6, labels=labels)
+    each = [net.loss(params, xi, ti) for xi, ti in zip(x, t)]
+    assert net.loss(params, x, t).shape == ()
+    np.testing.assert_allclose(net.loss(params, x, t), np.mean(each), rtol=RTOL)
+    np.testing.assert_allclose(net.loss(params, x, t), jnp.mean(net.loss_fn.loss(net.forward(params, x), t)),
+                               rtol=RTOL)
+
+
+def test_check_inputs_returns_arrays_in_the_params_dtype(getkey):
+    net = jaxnn.Network.from_sizes([3, 2], jaxnn.Identity(), jaxnn.MSELoss())
+    params = net.init(getkey(), dtype=jnp.float32)
+    x, t = net.check_inputs(params, np.array([[1.0, 2.0, 3.0]]))
+    assert isinstance(x, jax.Array) and x.dtype == jnp.float32 and x.shape == (1, 3) and t is None
+    x, t = net.check_inputs(params, np.ones(3), np.zeros(2))
+    assert x.dtype == t.dtype == jnp.float32 and t.shape == (2,)
+
+
+def test_from_sizes_repeats_one_activation():
+    net = jaxnn.Network.from_sizes([2, 3, 1], jaxnn.Tanh(), jaxnn.MSELoss())
+    assert net.layers == (jaxnn.Layer(2, 3, jaxnn.Tanh()), jaxnn.Layer(3, 1, jaxnn.Tanh()))
+    assert net.loss_fn == jaxnn.MSELoss()
+
+
+def test_network_is_hashable_and_compares_by_value():
+    make = lambda: jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.1), jaxnn.MSELoss())
+    assert make() == make() and hash(make()) == hash(make())
+    assert make() != jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.2), jaxnn.MSELoss())
