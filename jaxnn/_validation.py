@@ -9,7 +9,7 @@ Python types), so they also run while ``jax.jit`` traces. Checks of values
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 
 __all__ = [
     "as_array",
+    "as_dtype",
     "check_activations",
     "check_key",
     "check_labels",
@@ -89,11 +90,10 @@ def real_number(name: str, value, *, finite: bool = True):
     pass unchecked.
     """
     is_array = isinstance(value, (jax.Array, np.ndarray, np.generic))
-    if isinstance(value, (bool, np.bool_)) or not (
-        isinstance(value, numbers.Real)
-        or (is_array and jnp.ndim(value) == 0 and jnp.issubdtype(jnp.result_type(value), jnp.integer))
-        or (is_array and jnp.ndim(value) == 0 and jnp.issubdtype(jnp.result_type(value), jnp.floating))
-    ):
+    real_array = is_array and value.ndim == 0 and (
+        jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+    )
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or real_array):
         shown = f"{type(value).__name__} {value!r}"[:80]
         raise TypeError(f"{name} must be a real number such as 0.1, got {shown}")
     if not _is_traced(value):
@@ -134,6 +134,20 @@ def check_key(key, where: str = "key", *, optional: bool = False) -> None:
     )
 
 
+def as_dtype(dtype, where: str = "dtype") -> np.dtype:
+    """``dtype`` (a dtype, a scalar type or its name) as a NumPy dtype, or a TypeError naming ``where``."""
+    import warnings
+
+    if isinstance(dtype, (jax.Array, np.ndarray, np.generic)):  # an array, not its dtype
+        raise TypeError(f"{where} must be a float dtype such as jnp.float32, got an array; pass its .dtype")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # NumPy only warns of some names it will refuse ('a')
+            return jnp.dtype(dtype)
+    except (TypeError, ValueError, Warning):
+        raise TypeError(f"{where} must be a float dtype such as jnp.float32, got {dtype!r}"[:200]) from None
+
+
 def float_dtype(dtype, where: str = "dtype") -> np.dtype:
     """``dtype`` as a floating NumPy dtype (None: JAX's default float), or a clear error.
 
@@ -144,10 +158,7 @@ def float_dtype(dtype, where: str = "dtype") -> np.dtype:
     """
     if dtype is None:
         return jnp.dtype(jnp.result_type(float))
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{where} must be a float dtype such as jnp.float32, got {dtype!r}") from None
+    dt = as_dtype(dtype, where)
     if not jnp.issubdtype(dt, jnp.floating):
         raise ValueError(
             f"{where} must be a float dtype (float32, float64, bfloat16, float16), got {dt.name}"
@@ -346,7 +357,8 @@ def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> N
         expected = jax.eval_shape(optimizer.init, params)
     except Exception:  # an init that cannot be traced: nothing to compare with
         return
-    given_leaves, given_def = jax.tree_util.tree_flatten_with_path(opt_state)
+    # an iterator (a generator) is a leaf here, refused below, rather than JAX's deprecation warning
+    given_leaves, given_def = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=lambda v: isinstance(v, Iterator))
     want_leaves, want_def = jax.tree_util.tree_flatten_with_path(expected)
     if given_def != want_def:
         given_paths = [jax.tree_util.keystr(k) for k, _ in given_leaves]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -142,7 +143,7 @@ def load(path: str | os.PathLike, like: Any) -> Any:
 
 def _encode(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The npz entries of ``tree``'s leaves (key path -> array) and the metadata describing them."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    leaves, treedef = _flatten(tree)
     entries: dict[str, np.ndarray] = {}
     described = []
     for key_path, leaf in leaves:
@@ -189,10 +190,18 @@ def _encode_leaf(leaf: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     return array.view(np.dtype(f"u{array.dtype.itemsize}")), {**info, "encoding": _BITS}
 
 
+def _flatten(tree: Any):
+    """``tree``'s leaves with their key paths; an iterator (a generator) is a leaf, refused as not an array."""
+    return jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda v: isinstance(v, Iterator))
+
+
 def _as_numeric_array(leaf: Any) -> np.ndarray | None:
     """``leaf`` as a NumPy array of numbers, or None when it is anything else."""
     if isinstance(leaf, (bool, int, float, complex)):
-        leaf = jnp.asarray(leaf)  # a Python number gets the dtype JAX gives it
+        try:
+            leaf = jnp.asarray(leaf)  # a Python number gets the dtype JAX gives it
+        except OverflowError:  # an int beyond 64 bits
+            return None
     if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         return None
     array = np.asarray(leaf)
@@ -258,7 +267,7 @@ def _fsync_folder(folder: str) -> None:
 
 def _template(like: Any) -> tuple[list[tuple[str, tuple[int, ...], np.dtype, Any]], Any]:
     """For each leaf of ``like``: (key path, shape, dtype, sharding or None), and the tree structure."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+    leaves, treedef = _flatten(like)
     specs = []
     for key_path, leaf in leaves:
         name = jax.tree_util.keystr(key_path)

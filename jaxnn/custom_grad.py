@@ -93,7 +93,9 @@ def loss_with_backprop(net: Network) -> Callable[[Params, ArrayLike, ArrayLike],
     loss.defvjp(loss_fwd, loss_bwd)
 
     def loss_fn(params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
-        return loss(params, jnp.asarray(x), jnp.asarray(t))
+        # jaxnn's checks before custom_vjp's, which would refuse a bad argument from inside JAX
+        x, t = net.check_inputs(params, x, t)
+        return loss(params, x, t)
 
     loss_fn.__doc__ = f"The loss of {net!r} with the hand-written recursion as its gradient."
     return loss_fn

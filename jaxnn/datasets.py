@@ -47,6 +47,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     >>> parse_idx(bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])).tolist()
     [[1, 2, 3], [4, 5, 6]]
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"parse_idx data must be bytes (a file's contents), got {type(data).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"parse_idx name must be a str, got {type(name).__name__}")
+    data = bytes(data)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
         raise ValueError(
             f"{name} is not an IDX file: expected the magic number 0x00 0x00 <type> <ndim> with "

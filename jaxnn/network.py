@@ -52,6 +52,19 @@ class Layer:
             )
 
 
+def _initialize(init, name: str, key, shape, dtype):
+    """``init(key, shape, dtype)``; a callable that fails is named, with what it was called with."""
+    try:
+        return init(key, shape, dtype)
+    except Exception as err:  # e.g. jax.nn.initializers.glorot_normal given uncalled
+        raise TypeError(
+            f"{name} {getattr(init, '__name__', type(init).__name__)} failed when called as "
+            f"init(key, shape={shape}, dtype={jnp.dtype(dtype).name}): {type(err).__name__}: {err}"[:400]
+            + "; pass a name such as 'lecun_normal' or an initializer such as "
+            "jax.nn.initializers.glorot_normal() (called first)"
+        ) from err
+
+
 @dataclasses.dataclass(frozen=True, init=False)
 class Network:
     """A multilayer perceptron: layers applied in order, then a loss.
@@ -155,8 +168,8 @@ class Network:
         keys = jax.random.split(key, 2 * len(self.layers))
         params = [
             (
-                w_init(keys[2 * i], (layer.outs, layer.ins), dtype),
-                b_init(keys[2 * i + 1], (layer.outs,), dtype),
+                _initialize(w_init, "weight_init", keys[2 * i], (layer.outs, layer.ins), dtype),
+                _initialize(b_init, "bias_init", keys[2 * i + 1], (layer.outs,), dtype),
             )
             for i, layer in enumerate(self.layers)
         ]

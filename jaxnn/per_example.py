@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_number
+from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_number, real_number, require_target
 from jaxnn.backprop import backward, forward_trace, layer_grads
 from jaxnn._types import Grads, Params
 from jaxnn.network import Network
@@ -52,6 +52,7 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
     [(5, 2, 3), (5, 2)]
     """
     check_network(net)
+    require_target(t, "per_example_grads")
     x, t = net.check_inputs(params, x, t)
     check_batch(net.layers, x, "per_example_grads")
     check_data(net, params, x, t, "per_example_grads")
@@ -65,6 +66,7 @@ def _per_example_deltas(net: Network, params: Params, x: ArrayLike, t: ArrayLike
     layer ``i``'s per-example ``dW`` is ``dbs[i][n] xs[i][n]^T``.
     """
     check_network(net)
+    require_target(t, where)
     x, t = net.check_inputs(params, x, t)
     check_batch(net.layers, x, where)
     check_data(net, params, x, t, where)  # concrete data only; nothing under jit
@@ -156,6 +158,9 @@ def clipped_mean_grad(
     non_negative_number("clip_norm", clip_norm)
     non_negative_number("noise_multiplier", noise_multiplier)
     noisy = not (isinstance(noise_multiplier, numbers.Real) and noise_multiplier == 0)
+    real_number("noise_multiplier", noise_multiplier)  # finite: infinite noise is no gradient
+    if noisy:
+        real_number("clip_norm (with noise, whose scale it sets)", clip_norm)
     if noisy and key is None:
         raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=jax.random.key(0))")
     check_key(key, "clipped_mean_grad key", optional=True)

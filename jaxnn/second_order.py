@@ -16,7 +16,7 @@ from jax.typing import ArrayLike
 
 from jaxnn.network import Network
 from jaxnn._types import Grads, Params
-from jaxnn._validation import check_like_params, check_network
+from jaxnn._validation import check_like_params, check_network, require_target
 
 __all__ = ["hessian", "hvp"]
 
@@ -45,6 +45,7 @@ def hvp(net: Network, params: Params, x: ArrayLike, t: ArrayLike, v: Params) -> 
     [(3, 2), (3,), (1, 3), (1,)]
     """
     check_network(net)
+    require_target(t, "hvp")
     x, t = net.check_inputs(params, x, t)
     v = check_like_params(net.layers, params, v, "v")
     return jax.jvp(lambda p: net.backprop(p, x, t), (params,), (v,))[1]
@@ -67,6 +68,7 @@ def hessian(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Arr
         ValueError, TypeError: for inputs ``net.backprop`` rejects.
     """
     check_network(net)
+    require_target(t, "hessian")
     x, t = net.check_inputs(params, x, t)
     flat, unravel = ravel_pytree(params)
     grad = lambda f: ravel_pytree(net.backprop(unravel(f), x, t))[0]

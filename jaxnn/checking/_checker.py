@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Grads, Params
-from jaxnn._validation import check_data, check_network, non_negative_int
+from jaxnn._validation import check_data, check_network, non_negative_int, require_target
 from jaxnn.backprop import forward_trace
 from jaxnn.checking._finite_differences import choose_fd_entries, fd_values
 from jaxnn.checking._policy import compare, tolerances_for
@@ -120,6 +120,7 @@ def check_gradients(
     if backprop is not None and not callable(backprop):
         raise TypeError(f"backprop must be a function (params, x, t) -> grads, got {type(backprop).__name__}")
     backprop = net.backprop if backprop is None else backprop
+    require_target(t, "check_gradients")
     x_in, t_in = net.check_inputs(params, x, t)
     check_data(net, params, x_in, t_in, "check_gradients")
     dtype = x_in.dtype

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn._validation import as_array, as_dtype, non_negative_number, real_number
 from jaxnn.checking._report import Comparison, Tolerances
 
 __all__ = ["FD_SAFETY", "FD_STEP", "compare", "tolerances_for"]
@@ -23,10 +25,23 @@ def compare(test, ref, scale_floor, tol, atol=0.0, mask=None) -> Comparison:
     scale_floor, atol / tol)``; ``ok`` is ``error <= tol``. ``mask`` (bool, the
     same shape) selects the entries that count; the others are ``skipped``.
     """
-    test = np.asarray(test, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    test = np.asarray(as_array("test", test), dtype=np.float64)
+    ref = np.asarray(as_array("ref", ref), dtype=np.float64)
+    if test.shape != ref.shape:
+        raise ValueError(f"compare needs test and ref of one shape, got {test.shape} and {ref.shape}")
+    for name, value in (("scale_floor", scale_floor), ("atol", atol)):
+        non_negative_number(name, value)
+        real_number(name, value)
+    real_number("tol", tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
     skipped = 0
     if mask is not None:
+        if not isinstance(mask, (np.ndarray, jax.Array)) or mask.dtype != np.bool_:
+            raise TypeError(f"mask must be a bool array (or None), got {type(mask).__name__} {getattr(mask, 'dtype', '')}")
+        mask = np.asarray(mask)
+        if mask.shape != test.shape:
+            raise ValueError(f"mask must have the shape of test and ref {test.shape}, got {mask.shape}")
         skipped = int(mask.size - mask.sum())
         test, ref = np.where(mask, test, 0.0), np.where(mask, ref, 0.0)
     diff = np.abs(test - ref)
@@ -49,6 +64,10 @@ def tolerances_for(dtype, loss: float = 1.0) -> Tolerances:
         dtype: the parameters' float dtype.
         loss: the loss value; finite differences lose ``eps64 |L| / h`` to rounding.
     """
+    dtype = as_dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a float dtype (float32, float64, bfloat16, float16), got {dtype.name}")
+    real_number("loss", loss)
     eps = float(jnp.finfo(dtype).eps)
     same = eps**0.5
     fd = max(same, FD_SAFETY * _EPS64 ** (2 / 3))

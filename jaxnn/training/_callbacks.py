@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import jax
 
-from jaxnn._validation import non_negative_int, positive_int
+from jaxnn._validation import choice, file_path, flag, non_negative_int, non_negative_number, positive_int, real_number
 from jaxnn.training._state import TrainState
 
 __all__ = ["Callback", "Checkpoint", "EarlyStopping", "FitRun", "ProgressBar"]
@@ -90,16 +90,15 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", patience: int = 5, *, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True):
         if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be the name of a logged value such as 'val_loss', got {monitor!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or not min_delta >= 0:
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+            raise TypeError(f"monitor must be the name of a logged value such as 'val_loss', got {monitor!r}"[:200])
+        mode = choice("mode", mode, ("auto", "min", "max"))
+        real_number("min_delta", min_delta)
+        non_negative_number("min_delta", min_delta)
         self.monitor = monitor
         self.patience = non_negative_int("patience", patience)
         self.min_delta = float(min_delta)
         self.mode = ("max" if "accuracy" in monitor else "min") if mode == "auto" else mode
-        self.restore_best = bool(restore_best)
+        self.restore_best = flag("restore_best", restore_best)
         self.best = self.best_epoch = self.best_state = None
         self._wait = 0
 
@@ -149,8 +148,9 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path: str | os.PathLike, every: int = 1):
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        target = file_path(path, "Checkpoint path", must_exist=False)
+        if os.path.isdir(target):
+            raise IsADirectoryError(f"Checkpoint path {target!r} is a folder; name a file in it, e.g. run.npz")
         self.path = path
         self.every = positive_int("every", every)
         self._saved_epoch = None
@@ -193,9 +193,13 @@ class ProgressBar(Callback):
 
     def __init__(self, updates_per_epoch: int = 10, file=None, short_epoch: float = 0.25):
         self.updates_per_epoch = positive_int("updates_per_epoch", updates_per_epoch)
-        if isinstance(short_epoch, bool) or not isinstance(short_epoch, (int, float)) or not short_epoch >= 0:
+        real_number("short_epoch", short_epoch, finite=False)
+        if not float(short_epoch) >= 0:
             raise ValueError(f"short_epoch must be a non-negative number of seconds, got {short_epoch!r}")
         self.short_epoch = float(short_epoch)
+        if file is not None and not callable(getattr(file, "write", None)):
+            raise TypeError(f"file must be a stream with a write method (e.g. sys.stdout) or None, got "
+                            f"{type(file).__name__}")
         self.file = file
         self._bar = None
 

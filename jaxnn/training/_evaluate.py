@@ -10,7 +10,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Params
-from jaxnn._validation import check_batch, check_data, check_network, positive_int, require_target
+from jaxnn._validation import check_batch, check_data, check_network, check_nonempty, flag, positive_int, require_target
 from jaxnn.losses import CrossEntropyLoss
 from jaxnn.network import Network
 
@@ -79,9 +79,11 @@ def evaluate(
     """
     check_network(net)
     batch_size = positive_int("batch_size", batch_size)
+    check = flag("check", check)
     require_target(t, "evaluate")
     x, t = net.check_inputs(params, x, t, check_labels=False)  # check_data does, naming where
     check_batch(net.layers, x, "evaluate")
+    check_nonempty(x, "evaluate")
     if check:
         check_data(net, params, x, t, "evaluate")
     loss, correct = _sums(net, params, x, t, min(batch_size, x.shape[0]))

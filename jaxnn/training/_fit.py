@@ -12,6 +12,7 @@ from jax.typing import ArrayLike
 
 from jaxnn._types import Params
 from jaxnn._validation import (
+    as_array,
     check_batch,
     check_data,
     check_key,
@@ -44,6 +45,7 @@ from jaxnn.training._step import check_batch_split, check_mode, check_optimizer
 __all__ = ["fit"]
 
 VALIDATION_BATCH = 1024
+MAX_EPOCH = 2**31 - 1  # jax.random.fold_in takes a 32-bit number
 
 
 def _check_callbacks(callbacks) -> list[Callback]:
@@ -62,6 +64,7 @@ def _check_callbacks(callbacks) -> list[Callback]:
 def _checked_data(net, params, x, t, where, check):
     x, _ = net.check_inputs(params, x)
     require_target(t, where)
+    t = as_array("t", t, labels_ok=True)  # lists and bad values before their shape is read
     check_batch(net.layers, x, where)
     check_nonempty(x, where)
     if jnp.ndim(t) < 1 or jnp.shape(t)[0] != x.shape[0]:
@@ -260,6 +263,11 @@ def fit(
     else:
         net.check_params(params_or_state)
     state = start_state(params_or_state, optimizer)
+    if state.epoch + epochs > MAX_EPOCH:
+        raise ValueError(
+            f"epochs: a run counts at most {MAX_EPOCH} epochs (each one's shuffle folds its number into the "
+            f"key), got epoch {state.epoch} + epochs {epochs}"
+        )
     if stream is None:
         x, t = _checked_data(net, state.params, x, t, "fit", check_data)
     else:

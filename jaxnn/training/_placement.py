@@ -22,6 +22,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxnn._validation import as_array, non_negative_int, positive_int
+
 __all__ = ["DATA_AXES", "Placement", "auto_batch_split", "available_cores", "global_rows", "local_replica",
            "place_data", "place_state", "placement", "process_rows"]
 
@@ -136,8 +138,8 @@ def process_rows(n: int, devices=None) -> slice:
     >>> jaxnn.training.process_rows(8)
     slice(0, 8, None)
     """
+    n = non_negative_int("process_rows n", n)
     where = _mesh_placement(devices)
-    n = int(n)
     if n % where.count:
         raise ValueError(f"process_rows: n must be a multiple of the {where.count} devices of the data axis, got {n}")
     spans = sorted({(s[0].start or 0, n if s[0].stop is None else s[0].stop)
@@ -168,8 +170,17 @@ def global_rows(local, devices=None) -> jax.Array:
     >>> jaxnn.training.global_rows(np.arange(6.0).reshape(3, 2)).shape
     (3, 2)
     """
+    if isinstance(local, jax.Array) and not local.is_fully_addressable:
+        raise TypeError("global_rows local must be this process's rows, got a global array already spread over "
+                        "several processes; pass it to fit as it is")
+    numeric = isinstance(local, np.ndarray) and (
+        np.issubdtype(local.dtype, np.integer) or jax.numpy.issubdtype(local.dtype, jax.numpy.floating)
+    )
+    if not numeric:  # a memmap's slice stays on the host; anything else is converted, or refused by name
+        local = np.asarray(as_array("global_rows local", local))
+    if local.ndim < 1:
+        raise ValueError(f"global_rows local must hold rows (ndim >= 1), got shape {local.shape}")
     where = _mesh_placement(devices)
-    local = np.asarray(local)
     total = local.shape[0] * jax.process_count() if where.multiprocess else local.shape[0]
     return jax.make_array_from_process_local_data(where.rows(), local, (total,) + local.shape[1:])
 
@@ -254,10 +265,20 @@ def auto_batch_split(
         cores: CPU cores available to the process; default: those this process may run on.
         devices: devices of this process sharing those cores.
     """
+    batch = positive_int("batch", batch)
+    devices = positive_int("devices", devices)
+    cores = available_cores() if cores is None else positive_int("cores", cores)
+    if platform is not None and not isinstance(platform, str):
+        raise TypeError(f"platform must be a str such as 'cpu' or 'gpu' (or None), got {type(platform).__name__}")
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not widths:
+        raise TypeError(f"widths must be a non-empty list of the layers' (ins, outs), got {widths!r}"[:200])
+    for i, pair in enumerate(widths):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"widths[{i}] must be a pair (ins, outs), got {pair!r}"[:200])
+        positive_int(f"widths[{i}][0] (ins)", pair[0]), positive_int(f"widths[{i}][1] (outs)", pair[1])
     platform = jax.devices()[0].platform if platform is None else platform
     if platform != "cpu":
         return 1
-    cores = available_cores() if cores is None else cores
     per_row = sum(int(i) * int(o) for i, o in widths)
     limit = min(MAX_AUTO_SPLIT, max(1, cores // max(1, devices)))
     k = 1

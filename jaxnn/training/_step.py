@@ -150,8 +150,8 @@ def make_train_step(
             t = t if isinstance(t, jax.Array) else as_array("t", t, labels_ok=True)
             try:
                 return jitted(params, opt_state, x, t)
-            except (TypeError, ValueError):
-                # JAX refuses a leaf that is no array before tracing starts: say which one
+            except (TypeError, ValueError, OverflowError, DeprecationWarning):
+                # JAX refuses a leaf that is no array before tracing starts (or warns of a generator): say which
                 net.check_params(params)
                 check_opt_state(optimizer, params, opt_state)
                 raise
