@@ -10,6 +10,7 @@ from JAX, NumPy or optax.
 import os
 import pathlib
 import traceback
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -52,10 +53,11 @@ def attempt(call, allowed=(ValueError, TypeError)):
 
 
 def finite_input(*values) -> bool:
-    for v in jax.tree.leaves(values, is_leaf=lambda v: isinstance(v, list) and not any(
+    for v in jax.tree.leaves(values, is_leaf=lambda v: isinstance(v, Iterator) or isinstance(v, list) and not any(
             isinstance(e, (tuple, jax.Array, np.ndarray)) for e in v)):
         try:
-            a = np.asarray(v, np.float64)
+            a = np.asarray(v)
+            a = a if np.iscomplexobj(a) else a.astype(np.float64)
         except (TypeError, ValueError):
             continue
         if not np.isfinite(a).all():
@@ -65,8 +67,12 @@ def finite_input(*values) -> bool:
 
 def assert_finite(tree):
     for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            continue
         a = np.asarray(leaf)
-        if np.issubdtype(a.dtype, np.inexact):
+        if np.issubdtype(a.dtype, np.complexfloating):
+            assert np.isfinite(a).all(), f"silent NaN or inf in a result {a}"
+        elif np.issubdtype(a.dtype, np.inexact):
             assert np.isfinite(a.astype(np.float64)).all(), f"silent NaN or inf in a result {a}"
 
 
