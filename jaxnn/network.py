@@ -54,15 +54,21 @@ class Layer:
 
 def _initialize(init, name: str, key, shape, dtype):
     """``init(key, shape, dtype)``; a callable that fails is named, with what it was called with."""
+    fix = ("; pass a name such as 'lecun_normal' or an initializer such as "
+           "jax.nn.initializers.glorot_normal() (called first)")
     try:
-        return init(key, shape, dtype)
-    except Exception as err:  # e.g. jax.nn.initializers.glorot_normal given uncalled
+        out = init(key, shape, dtype)
+    except Exception as err:
         raise TypeError(
             f"{name} {getattr(init, '__name__', type(init).__name__)} failed when called as "
-            f"init(key, shape={shape}, dtype={jnp.dtype(dtype).name}): {type(err).__name__}: {err}"[:400]
-            + "; pass a name such as 'lecun_normal' or an initializer such as "
-            "jax.nn.initializers.glorot_normal() (called first)"
+            f"init(key, shape={shape}, dtype={jnp.dtype(dtype).name}): {type(err).__name__}: {err}"[:400] + fix
         ) from err
+    if not isinstance(out, jax.Array):  # jax.nn.initializers.glorot_normal uncalled returns a function
+        raise TypeError(
+            f"{name} {getattr(init, '__name__', type(init).__name__)} returned {type(out).__name__}, not an "
+            f"array, when called as init(key, shape={shape}, dtype={jnp.dtype(dtype).name})" + fix
+        )
+    return out
 
 
 @dataclasses.dataclass(frozen=True, init=False)
