@@ -191,7 +191,7 @@ def fit(
             (the default) picks it from the device kind, the CPU cores this
             process may use and the work per minibatch: 1 on GPUs and TPUs
             and for small nets or batches, up to one part per core on a CPU
-            (see ``auto_batch_split`` in the README's Scaling section).
+            (see :func:`jaxnn.training.auto_batch_split`).
         devices: data parallelism. A list of devices (e.g. ``jax.devices()``)
             or a ``jax.sharding.Mesh``: each minibatch is split evenly over
             the mesh's data axis (the axis named ``"batch"`` or ``"data"``,

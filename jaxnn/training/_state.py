@@ -40,8 +40,14 @@ def start_state(params_or_state, optimizer: optax.GradientTransformation) -> Tra
             epoch = int(jax.device_get(epoch))
         return params_or_state._replace(epoch=epoch)
     # New buffers: the caller's arrays are never the ones a run writes into.
-    params = jax.tree.map(jnp.array, params_or_state)
+    params = _copy(params_or_state)
     return TrainState(params, optimizer.init(params), 0)
+
+
+@jax.jit
+def _copy(tree):
+    """Fresh buffers for every leaf, in one compiled call rather than one per leaf."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 class NonFiniteLossError(FloatingPointError):
