@@ -123,7 +123,15 @@ def make_train_step(
             the cores available and the work per batch.
 
     ``loss`` is the loss at the parameters given, before the update. ``x`` is
-    one example (ins,) or a batch (batch, ins).
+    one example (ins,) or a batch (batch, ins). The step is jitted; its
+    ``lower``, ``trace`` and ``eval_shape`` are ``jax.jit``'s.
+
+    Raises:
+        TypeError, ValueError: here, for a wrong ``net``, ``optimizer``,
+            ``gradients`` or ``batch_split``. From the step, when it meets new
+            shapes: for ``params``, ``x``, ``t`` that ``net.loss`` rejects, or
+            an ``opt_state`` without the structure and shapes of
+            ``optimizer.init(params)`` (a state from another optimizer).
 
     >>> import jax, jax.numpy as jnp, optax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
@@ -156,7 +164,10 @@ def make_train_step(
                 check_opt_state(optimizer, params, opt_state)
                 raise
 
-        step.jitted = jitted
+        # jax.jit's ahead-of-time methods (step.lower(...).compile(), ...), which take arrays as they are
+        for name in ("lower", "trace", "eval_shape"):
+            if hasattr(jitted, name):
+                setattr(step, name, getattr(jitted, name))
         return step
 
     return cached("step", (net, gradients, donate, batch_split), optimizer, build)
