@@ -47,7 +47,9 @@ class Callback:
             about this many steps and calls :meth:`on_steps` after each.
         short_epoch: seconds; once the first chunk shows an epoch will be
             shorter than this, ``fit`` runs the rest of it as one call (one
-            report at its end), since reports within it would only cost time.
+            report at its end), since reports within it would only cost time;
+            later epochs of the same compiled run and shapes, in this call or
+            a later one, then run as one call from the start.
     """
 
     steps_per_update: int | None = None

@@ -13,6 +13,7 @@ from jax.typing import ArrayLike
 from jaxnn._types import Params
 from jaxnn._validation import (
     as_array,
+    as_target,
     check_batch,
     check_data,
     check_key,
@@ -71,7 +72,7 @@ def _checked_data(net, params, x, t, where, check):
         raise ValueError(
             f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
         )
-    x, t = net.check_inputs(params, x, t, check_labels=False)  # check_data does, naming where
+    t = as_target(net.layers, net.loss_fn, x, t, False)  # labels: check_data reads them, naming where
     if check:
         check_data(net, params, x, t, where)
     return x, t

@@ -12,9 +12,9 @@ bitwise the same training on a CPU.
 
 from __future__ import annotations
 
-import time
-
+import collections
 import dataclasses
+import time
 
 import jax
 import numpy as np
@@ -24,6 +24,10 @@ from jaxnn._validation import positive_int
 __all__ = ["DeviceEpochs", "HostStream", "StreamedEpochs"]
 
 CHECK_ROWS = 65536  # rows read at once when checking streamed data
+# Seconds per step of epochs a first chunk showed to be shorter than ``short_epoch``: later ones
+# with the same compiled run and shapes go as one call, without the measuring pause after it.
+_SHORT_EPOCHS: collections.OrderedDict = collections.OrderedDict()
+_MAX_SHORT = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,13 +107,25 @@ class DeviceEpochs:
         sums, bads, done, pending = [], [], 0, None
         order = self.host_order(order)
         calls = self.calls(steps)
+        known = (self.run, self.batch, self.x.shape[0], steps)
+        per_step = _SHORT_EPOCHS.get(known) if on_steps is not None else None
+        if per_step is not None and per_step * steps < self.short_epoch:  # measured short before: one call
+            _SHORT_EPOCHS.move_to_end(known)
+            calls = self.calls(steps)
+            full = [c for c in calls if c[2] == self.batch]
+            calls = ([(0, sum(c[1] for c in full), self.batch)] if full else []) + [
+                c for c in calls if c[2] != self.batch]
         ready = self.prepare(order, *calls[0]) if calls else None
         started = time.perf_counter()
         for i, (start, k, batch) in enumerate(calls):
             params, opt_state, s, b = self.call(params, opt_state, order, start, k, batch, ready)
             if i == 0 and on_steps is not None and self.short_epoch > 0 and len(calls) > 2:
                 jax.block_until_ready(b)
-                if (time.perf_counter() - started) * steps / k < self.short_epoch:
+                per_step = (time.perf_counter() - started) / k
+                if per_step * steps < self.short_epoch:
+                    _SHORT_EPOCHS[known] = per_step
+                    while len(_SHORT_EPOCHS) > _MAX_SHORT:
+                        _SHORT_EPOCHS.popitem(last=False)
                     full = [c for c in calls[1:] if c[2] == self.batch]
                     calls[1:] = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
                     calls += [c for c in self.calls(steps)[1:] if c[2] != self.batch]
