@@ -50,7 +50,7 @@ def _sums(net, params, x, t, batch):
 
 
 def evaluate(
-    net: Network, params: Params, x: ArrayLike, t: ArrayLike, *, batch_size: int = 1024, check: bool = True
+    net: Network, params: Params, x: ArrayLike, t: ArrayLike, *, batch_size: int = 4096, check: bool = True
 ) -> dict[str, float]:
     """The mean loss over ``(x, t)`` and, for :class:`jaxnn.CrossEntropyLoss`, the accuracy.
 
@@ -61,7 +61,8 @@ def evaluate(
         net, params: the network and its parameters.
         x: inputs (n, ins), n >= 1.
         t: targets as for ``net.loss``.
-        batch_size: examples per evaluated batch.
+        batch_size: the most examples evaluated at once (the data are cut
+            into equal batches of at most this many).
         check: check the values of the data first (finite numbers, labels
             in range; see :func:`jaxnn.fit`). ``False`` skips it: an
             out-of-range label then gives a garbage loss or NaN silently.
@@ -86,9 +87,10 @@ def evaluate(
     check_nonempty(x, "evaluate")
     if check:
         check_data(net, params, x, t, "evaluate")
-    loss, correct = _sums(net, params, x, t, min(batch_size, x.shape[0]))
-    loss, correct = np.asarray(jax.device_get((loss, correct)), np.float64)
     n = x.shape[0]
+    parts = -(-n // batch_size)
+    loss, correct = _sums(net, params, x, t, -(-n // parts))  # equal batches: one compiled shape, little left over
+    loss, correct = np.asarray(jax.device_get((loss, correct)), np.float64)
     result = {"loss": float(loss / n)}
     if isinstance(net.loss_fn, CrossEntropyLoss):
         result["accuracy"] = float(correct / n)

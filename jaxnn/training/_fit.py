@@ -45,7 +45,7 @@ from jaxnn.training._step import check_batch_split, check_mode, check_optimizer
 
 __all__ = ["fit"]
 
-VALIDATION_BATCH = 1024
+VALIDATION_BATCH = 4096
 MAX_EPOCH = 2**31 - 1  # jax.random.fold_in takes a 32-bit number
 
 
@@ -169,7 +169,7 @@ def fit(
             keeps the given order.
         gradients: ``"manual"`` (the hand-written recursion) or ``"autodiff"``.
         validation: ``(x_val, t_val)``, evaluated after each epoch (jitted,
-            1024 examples at a time): logs ``val_loss`` and, for
+            at most 4096 examples at a time): logs ``val_loss`` and, for
             cross-entropy, ``val_accuracy``.
         callbacks: :class:`jaxnn.Callback` objects, called in order.
         progress: shorthand for adding ``jaxnn.ProgressBar()`` to ``callbacks``.
