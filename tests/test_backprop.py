@@ -84,8 +84,8 @@ def test_trace_dxs_are_gradients_with_respect_to_each_layer_input(problem):
     net, params, x, t, dtype = problem
     trace = jax.jit(net.backprop_trace)(params, x, t)
     assert len(trace.xs) == len(trace.dxs) == len(net.layers) + 1 and len(trace.ys) == len(net.layers)
-    np.testing.assert_allclose(trace.xs[-1], net.forward(params, x), rtol=TOL[dtype])
-    dx0 = jax.grad(net.loss, argnums=1)(params, x, t)
+    np.testing.assert_allclose(trace.xs[-1], jax.jit(net.forward)(params, x), rtol=TOL[dtype])
+    dx0 = jax.jit(jax.grad(net.loss, argnums=1))(params, x, t)
     assert_grads_close(trace.dxs[0], dx0, dtype)
     # The last entry starts the recursion: the loss's own derivative.
     scale = 1 if x.ndim == 1 else x.shape[0]

@@ -1,5 +1,6 @@
 """Per-example gradients, their norms without forming them, and the clipped mean gradient (DP-SGD)."""
 
+import functools
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -21,6 +22,7 @@ def problem(make_problem):
     return lambda *args, **kwargs: make_problem(*args, target_scale=TARGET_SCALE, **kwargs)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _vmap_then_clip(net, params, x, t, clip_norm):
     """The reference: materialise every per-example gradient, take norms, clip, average."""
     per_example = jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0))(params, x, t)
