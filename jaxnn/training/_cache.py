@@ -92,7 +92,7 @@ class _Fingerprint:
         code = fn.__code__
         cells = tuple(self(c.cell_contents) if _filled(c) else ("empty",) for c in fn.__closure__ or ())
         read = tuple(
-            (name, self(fn.__globals__[name])) for name in sorted(_global_names(code)) if name in fn.__globals__
+            (name, self(fn.__globals__[name])) for name in _global_names(code) if name in fn.__globals__
         )
         return ("function", code, self(fn.__defaults__), self(fn.__kwdefaults__), cells, read)
 
@@ -105,13 +105,17 @@ def _filled(cell) -> bool:
     return True
 
 
-def _global_names(code: types.CodeType) -> set[str]:
-    """Every name ``code`` and the functions defined in it may read as a global."""
+@functools.lru_cache(maxsize=1024)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Every name ``code`` and the functions defined in it may read as a global, sorted.
+
+    Cached: code objects are immutable, so their names never change.
+    """
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
+            names.update(_global_names(const))
+    return tuple(sorted(names))
 
 
 def fingerprint(obj) -> tuple[Hashable, list]:
