@@ -1,7 +1,6 @@
 """jaxnn.plotting: each picture has the artists it should, bad input fails clearly, and
 ``import jaxnn`` stays free of matplotlib."""
 
-import dataclasses
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from jaxnn import plotting  # noqa: E402
+from tests.helpers import TanhWrongDerivative  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,17 +31,6 @@ def render(ax, tmp_path, name):
     path = tmp_path / f"{name}.png"
     ax.figure.savefig(path, dpi=50)
     assert path.stat().st_size > 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class SlippedTanh(jaxnn.Elementwise):
-    """tanh with a wrong derivative: ``1 - tanh(y)`` where ``1 - tanh(y)^2`` is right."""
-
-    def f(self, y):
-        return jnp.tanh(y)
-
-    def df(self, y):
-        return 1 - jnp.tanh(y)
 
 
 def quadrant_net():
@@ -255,7 +244,7 @@ def test_recursion_diagram_caps_wide_layers(tmp_path):
 
 
 def test_recursion_diagram_highlights_failing_layers(tmp_path):
-    net = jaxnn.Network([jaxnn.Layer(3, 4, jaxnn.Tanh()), jaxnn.Layer(4, 4, SlippedTanh()),
+    net = jaxnn.Network([jaxnn.Layer(3, 4, jaxnn.Tanh()), jaxnn.Layer(4, 4, TanhWrongDerivative()),
                          jaxnn.Layer(4, 2, jaxnn.Identity())], jaxnn.MSELoss())
     params = net.init(jax.random.key(0), bias_init="normal")
     x, t = jnp.array([0.3, -0.7, 1.1]), jnp.array([0.5, -0.5])

@@ -85,6 +85,12 @@ class DeviceEpochs:
             out.append((self.full * self.batch, 1, self.rest))
         return out
 
+    def _as_one_call(self, calls):
+        """``calls`` with their full minibatches merged into one call (the short last batch kept apart)."""
+        full = [c for c in calls if c[2] == self.batch]
+        merged = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
+        return merged + [c for c in calls if c[2] != self.batch]
+
     def call(self, params, opt_state, order, start, k, batch, prepared=None):
         return self.run(params, opt_state, self.x, self.t, order, start, steps=k, batch=batch,
                         single=self.batch == 1)
@@ -111,10 +117,7 @@ class DeviceEpochs:
         per_step = _SHORT_EPOCHS.get(known) if on_steps is not None else None
         if per_step is not None and per_step * steps < self.short_epoch:  # measured short before: one call
             _SHORT_EPOCHS.move_to_end(known)
-            calls = self.calls(steps)
-            full = [c for c in calls if c[2] == self.batch]
-            calls = ([(0, sum(c[1] for c in full), self.batch)] if full else []) + [
-                c for c in calls if c[2] != self.batch]
+            calls = self._as_one_call(calls)
         ready = self.prepare(order, *calls[0]) if calls else None
         started = time.perf_counter()
         for i, (start, k, batch) in enumerate(calls):
@@ -126,9 +129,7 @@ class DeviceEpochs:
                     _SHORT_EPOCHS[known] = per_step
                     while len(_SHORT_EPOCHS) > _MAX_SHORT:
                         _SHORT_EPOCHS.popitem(last=False)
-                    full = [c for c in calls[1:] if c[2] == self.batch]
-                    calls[1:] = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
-                    calls += [c for c in self.calls(steps)[1:] if c[2] != self.batch]
+                    calls[1:] = self._as_one_call(calls[1:])
             if i + 1 < len(calls):  # the next chunk's transfer overlaps this chunk's training
                 ready = self.prepare(order, *calls[i + 1])
             sums.append(s)
@@ -178,6 +179,12 @@ class StreamedEpochs(DeviceEpochs):
             else:
                 out.append(jax.device_put(host, where.replicated()))
         return tuple(out)
+
+    def _as_one_call(self, calls):
+        """``calls`` with their full minibatches merged into one call (the short last batch kept apart)."""
+        full = [c for c in calls if c[2] == self.batch]
+        merged = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
+        return merged + [c for c in calls if c[2] != self.batch]
 
     def call(self, params, opt_state, order, start, k, batch, prepared=None):
         xs, ts = prepared
