@@ -52,7 +52,7 @@ from jaxnn.activations import (
     Tanh,
 )
 from jaxnn.backprop import Trace
-from jaxnn import checking, datasets, training
+from jaxnn import checking, datasets, rules, training
 from jaxnn.checking import GradientCheckError, GradientReport, check_gradients
 from jaxnn.checkpoint import load, save
 from jaxnn.custom_grad import loss_with_backprop
@@ -118,6 +118,7 @@ __all__ = [
     "make_train_step",
     "per_example_grad_norms",
     "per_example_grads",
+    "rules",
     "save",
     "training",
 ]
