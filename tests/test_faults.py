@@ -4,6 +4,7 @@ Each test's docstring names the fault it guards against. The loops marked ``slow
 cases many times (``pytest -m slow``); every subprocess runs under a timeout.
 """
 
+import _thread
 import contextlib
 import errno
 import gc
@@ -13,7 +14,6 @@ import os
 import random
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
@@ -22,7 +22,6 @@ import time
 import tracemalloc
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import jax
@@ -427,7 +426,7 @@ def interrupt_saves(tmp_path, rounds, seed=0):
     main = threading.main_thread().ident
     counts = {"during save": 0, "after save": 0, "other": 0}
     for i in range(rounds):
-        sender = (lambda: signal.pthread_kill(main, signal.SIGINT)) if i % 2 else __import__("_thread").interrupt_main
+        sender = (lambda: signal.pthread_kill(main, signal.SIGINT)) if i % 2 else _thread.interrupt_main
         timer = threading.Timer(rng.uniform(0, 1.3 * duration), sender)
         returned = False
         try:
