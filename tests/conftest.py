@@ -14,7 +14,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 from tests.helpers import random_problem  # noqa: E402
 
 # A script the multi-process test launches, not a test module (--doctest-modules would import it).
-collect_ignore = ["multiprocess_worker.py"]
+collect_ignore = ["training/multiprocess_worker.py"]
 
 # CI draws the same examples on every run, so a result never depends on luck.
 settings.register_profile("ci", derandomize=True, database=None)

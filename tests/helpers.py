@@ -1,4 +1,4 @@
-"""Plain helpers for tests: a tree-aware closeness check, random problems, strategies, a planted bug.
+"""Plain helpers for tests: a tree-aware closeness check, shared problems, strategies, a planted bug.
 
 Fixtures in conftest.py wrap these; hypothesis tests, which cannot take
 function-scoped fixtures, call them directly.
@@ -64,3 +64,54 @@ class TanhWrongDerivative(jaxnn.Elementwise):
 
     def df(self, y):
         return 1 - jnp.tanh(y)
+
+
+def quadrant_problem(n=64, seed=0):
+    """The articles' 2-3-2 LeakyReLU net on the quadrant problem: one-hot targets, MSE."""
+    net = jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.LeakyReLU()), jaxnn.Layer(3, 2, jaxnn.LeakyReLU())], jaxnn.MSELoss())
+    kp, kx = jax.random.split(jax.random.key(seed))
+    x = jax.random.uniform(kx, (n, 2), minval=-2, maxval=2)
+    t = jax.nn.one_hot((x[:, 0] * x[:, 1] > 0).astype(jnp.int32), 2)
+    return net, net.init(kp), x, t
+
+
+def classification(n=96, seed=0, ins=6, classes=3):
+    """A tanh net and noisy labels from the inputs' largest of the first ``classes`` entries."""
+    net = jaxnn.Network.from_sizes([ins, 8, classes], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    kp, kx, kt = jax.random.split(jax.random.key(seed), 3)
+    x = jax.random.normal(kx, (n, ins))
+    t = jnp.argmax(x[:, :classes] + 0.3 * jax.random.normal(kt, (n, classes)), axis=-1)
+    return net, net.init(kp), x, t
+
+
+TRACES = []  # shapes CountingTanh was traced with, in order
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingTanh(jaxnn.Tanh):
+    """Tanh that records each time it is traced (Python runs only while tracing)."""
+
+    def f(self, y):
+        TRACES.append(y.shape)
+        return super().f(y)
+
+
+def small_problem(n=40, seed=0):
+    """A 3-5-2 classifier whose tanh counts its traces in TRACES."""
+    net = jaxnn.Network.from_sizes([3, 5, 2], [CountingTanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    kp, kx, kt = jax.random.split(jax.random.key(seed), 3)
+    return net, net.init(kp), jax.random.normal(kx, (n, 3)), jax.random.randint(kt, (n,), 0, 2)
+
+
+def stream_problem(dtype=np.float32, n=200):
+    """A 20-32-4 classifier on NumPy data, for host streaming."""
+    net = jaxnn.Network.from_sizes((20, 32, 4), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 20)).astype(dtype)
+    t = rng.integers(0, 4, n).astype(np.int32)
+    return net, net.init(jax.random.key(0), dtype=dtype), x, t
+
+
+def max_abs_diff(a, b):
+    """The largest absolute difference between two pytrees' entries."""
+    return max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -1,4 +1,4 @@
-"""One process of the two-process training test (tests/test_multiprocess.py); also the one-process reference.
+"""One process of the two-process training test (tests/training/test_multiprocess.py); also the one-process reference.
 
 python tests/multiprocess_worker.py FOLDER NUM_PROCESSES PROCESS_ID PORT
 
@@ -24,7 +24,7 @@ if nproc > 1:  # before any other jax call
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import jaxnn  # noqa: E402
 
 net = jaxnn.Network.from_sizes((20, 32, 4), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())

@@ -1,31 +1,84 @@
-"""Scaling paths of fit: a mesh of 8 CPU devices, batch_split="auto", data streamed from the host."""
+"""Placement: one device, a mesh of forced CPU devices, the automatic batch split."""
 
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import jaxnn
+from tests.helpers import assert_trees_close, max_abs_diff, small_problem
 
-MESH_TOLERANCE = 1e-5  # float32: the devices' partial gradients are summed in another order
-
-
-def _problem(dtype=np.float32, n=200):
-    net = jaxnn.Network.from_sizes((20, 32, 4), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, 20)).astype(dtype)
-    t = rng.integers(0, 4, n).astype(np.int32)
-    return net, net.init(jax.random.key(0), dtype=dtype), x, t
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _max_diff(a, b):
-    return max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np, optax, pytest, warnings
+    import jaxnn
+    warnings.simplefilter("error")
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    assert len(jax.devices()) == 2, jax.devices()
+    net = jaxnn.Network.from_sizes([6, 16, 16, 4], [jaxnn.ReLU(), jaxnn.Tanh(), jaxnn.Identity()],
+                                   jaxnn.CrossEntropyLoss())
+    kp, kx, kt = jax.random.split(jax.random.key(0), 3)
+    params = net.init(kp)
+    x, t = jax.random.normal(kx, (70, 6)), jax.random.randint(kt, (70,), 0, 4)
+    for gradients in ("manual", "autodiff"):
+        kwargs = dict(optimizer=optax.adam(1e-2), batch_size=16, epochs=3, key=jax.random.key(1),
+                      gradients=gradients)
+        one_state, h_one = jaxnn.fit(net, params, x, t, **kwargs)
+        one = one_state.params
+        two_state, h_two = jaxnn.fit(net, params, x, t, devices=jax.devices(), **kwargs)
+        two = two_state.params
+        assert all(leaf.devices() == {jax.devices()[0]} for leaf in jax.tree.leaves(two))
+        for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(h_two["loss"], h_one["loss"], rtol=1e-12)
+        assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(params))
+    # The split must be even.
+    with pytest.raises(ValueError, match="batch_size must be a multiple of the number of devices"):
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=15, devices=jax.devices())
+    print("sharded ok")
+    """
+)
+
+
+def test_one_device_in_devices_is_the_default_path():
+    net, params, x, t = small_problem()
+    kwargs = dict(optimizer=optax.sgd(0.1), batch_size=8, epochs=2)
+    plain_state, h_plain = jaxnn.fit(net, params, x, t, **kwargs)
+    plain = plain_state.params
+    placed_state, h_placed = jaxnn.fit(net, params, x, t, devices=jax.devices()[:1], **kwargs)
+    placed = placed_state.params
+    assert_trees_close(placed, plain, rtol=0, atol=0)
+    np.testing.assert_array_equal(h_placed["loss"], h_plain["loss"])
+
+
+@pytest.mark.parametrize("devices", [["cpu"], [], 3])
+def test_devices_must_be_jax_devices(devices):
+    net, params, x, t = small_problem()
+    with pytest.raises(TypeError, match="devices must be a non-empty sequence of jax devices"):
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, devices=devices)
+
+
+def test_fit_split_over_two_devices_equals_one_device():
+    # XLA_FLAGS must be set before jax starts, so this runs in its own process.
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sharded ok" in result.stdout
 
 
 def test_eight_cpu_devices_equal_one_device():
@@ -96,52 +149,14 @@ def test_auto_batch_split_trains_like_unsplit():
     auto, h_auto = jaxnn.fit(net, params, x, t, **kw)
     plain, h_plain = jaxnn.fit(net, params, x, t, batch_split=1, **kw)
     two, _ = jaxnn.fit(net, params, x, t, batch_split=2, **kw)
-    assert _max_diff(auto.params, plain.params) <= 1e-5
+    assert max_abs_diff(auto.params, plain.params) <= 1e-5
     np.testing.assert_allclose(h_auto["loss"], h_plain["loss"], rtol=1e-5)
     chosen = jaxnn.training.auto_batch_split(128, [(784, 128), (128, 128), (128, 10)], platform="cpu")
     if chosen == 2:  # the default is then exactly the explicit split
-        assert _max_diff(auto.params, two.params) == 0
+        assert max_abs_diff(auto.params, two.params) == 0
     step = jaxnn.make_train_step(net, optax.sgd(0.01))  # "auto" too
     p, _, loss = step(params, optax.sgd(0.01).init(params), x[:128], t[:128])
     q, _, loss1 = jaxnn.make_train_step(net, optax.sgd(0.01), batch_split=1)(
         params, optax.sgd(0.01).init(params), x[:128], t[:128])
-    assert _max_diff(p, q) <= 1e-6 and abs(float(loss) - float(loss1)) <= 1e-6
+    assert max_abs_diff(p, q) <= 1e-6 and abs(float(loss) - float(loss1)) <= 1e-6
 
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_streamed_fit_is_bitwise_the_in_memory_fit(tmp_path, dtype):
-    net, params, x, t = _problem(dtype, n=203)  # 12 full batches of 16 and a last one of 11
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
-    xm, tm = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "t.npy", mmap_mode="r")
-    for key in (jax.random.key(3), None) if dtype == np.float32 else (jax.random.key(3),):
-        kw = dict(optimizer=optax.adam(1e-2), batch_size=16, epochs=2, key=key)
-        ref, h_ref = jaxnn.fit(net, params, x, t, **kw)
-        runs = [jaxnn.fit(net, params, xm, tm, **kw)]  # a memmap streams by itself
-        if key is not None:
-            runs.append(jaxnn.fit(net, params, x, t, stream=jaxnn.HostStream(steps_per_chunk=5), **kw))
-        for state, history in runs:
-            assert _max_diff(state.params, ref.params) == 0
-            assert state.epoch == 2
-            np.testing.assert_allclose(history["loss"], h_ref["loss"], rtol=1e-6)
-    if dtype == np.float64:
-        return
-    # per-example steps (batch 1), and resuming a streamed run
-    kw = dict(optimizer=optax.sgd(0.05), batch_size=1, key=jax.random.key(4))
-    ref, _ = jaxnn.fit(net, params, x[:40], t[:40], epochs=2, **kw)
-    half, _ = jaxnn.fit(net, params, x[:40], t[:40], stream=jaxnn.HostStream(7), epochs=1, **kw)
-    full, _ = jaxnn.fit(net, half, x[:40], t[:40], stream=jaxnn.HostStream(7), epochs=1, **kw)
-    assert _max_diff(full.params, ref.params) == 0
-
-
-def test_streamed_fit_checks_its_data():
-    net, params, x, t = _problem()
-    x[150, 3] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
-        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=10, stream=jaxnn.HostStream())
-    with pytest.raises(TypeError, match="NumPy arrays"):
-        jaxnn.fit(net, params, jnp.asarray(x), t, optimizer=optax.sgd(0.1), batch_size=10, stream=jaxnn.HostStream())
-    with pytest.raises(TypeError, match="HostStream"):
-        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=10, stream=64)
-    with pytest.raises(ValueError, match="steps_per_chunk"):
-        jaxnn.HostStream(0)

@@ -1,0 +1,64 @@
+"""fit from end to end: the articles' loop, manual equals autodiff, dtypes kept, zero epochs."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxnn
+from tests.helpers import assert_trees_close, classification, quadrant_problem
+
+
+def test_fit_with_batch_size_1_is_the_articles_per_example_loop():
+    net, params, x, t = quadrant_problem()
+    lr = 0.05
+    state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(lr), batch_size=1)
+    trained = state.params
+    # The articles' loop: forward, backprop, W -= lr * dW, one example at a time.
+    expected, losses = params, []
+    for xi, ti in zip(x, t):
+        losses.append(net.loss(expected, xi, ti))
+        grads = net.backprop(expected, xi, ti)
+        expected = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(expected, grads)]
+    assert_trees_close(trained, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(history["loss"], [np.mean(losses)], rtol=1e-12)
+
+
+def test_fit_manual_equals_autodiff_and_learns():
+    net = jaxnn.Network.from_sizes([2, 16, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    kx, kp = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(kx, (256, 2))
+    t = (x[:, 0] * x[:, 1] > 0).astype(jnp.int32)
+    params = net.init(kp)
+    kwargs = dict(optimizer=optax.adam(0.02), batch_size=32, epochs=30, key=jax.random.key(0))
+    manual_state, hm = jaxnn.fit(net, params, x, t, gradients="manual", **kwargs)
+    manual = manual_state.params
+    auto_state, ha = jaxnn.fit(net, params, x, t, gradients="autodiff", **kwargs)
+    auto = auto_state.params
+    assert_trees_close(manual, auto, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(hm["loss"], ha["loss"], rtol=1e-9)
+    assert hm["loss"][-1] < 0.3 * hm["loss"][0]
+    accuracy = jnp.mean(jnp.argmax(net.forward(manual, x), -1) == t)
+    assert accuracy > 0.9
+
+
+def test_fit_with_float32_params_stays_float32():
+    net, params, x, t = quadrant_problem(16)
+    params32 = jax.tree.map(lambda p: p.astype(jnp.float32), params)
+    state, history = jaxnn.fit(net, params32, x.astype(jnp.float32), t, optimizer=optax.sgd(0.1), batch_size=4)
+    trained = state.params
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(trained))
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_zero_epochs_returns_the_starting_state():
+    net, params, x, t = classification()
+    optimizer = optax.adam(1e-2)
+    state, history = jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=8, epochs=0)
+    assert state.epoch == 0 and history["loss"].shape == (0,) and history["epoch"].shape == (0,)
+    assert_trees_close(state.params, params, rtol=0, atol=0)
+    assert_trees_close(state.opt_state, optimizer.init(params), rtol=0, atol=0)
+    again, _ = jaxnn.fit(net, state, x, t, optimizer=optimizer, batch_size=8, epochs=0)
+    assert again.epoch == 0
+

@@ -1,0 +1,86 @@
+"""One training step: manual equals autodiff, jitted, donation, the batch split."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxnn
+from tests.helpers import assert_trees_close, quadrant_problem, small_problem
+
+
+@pytest.mark.parametrize("optimizer", [optax.sgd(0.1), optax.adam(1e-2), optax.sgd(0.1, momentum=0.9)])
+@pytest.mark.parametrize("batch", [None, 16])
+def test_manual_and_autodiff_train_steps_give_the_same_parameters(optimizer, batch):
+    net = jaxnn.Network.from_sizes([4, 8, 8, 3], [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Identity()],
+                                   jaxnn.CrossEntropyLoss())
+    params = net.init(jax.random.key(0))
+    kx, kt = jax.random.split(jax.random.key(1))
+    lead = () if batch is None else (batch,)
+    x, t = jax.random.normal(kx, lead + (4,)), jax.random.randint(kt, lead, 0, 3)
+    results = {}
+    for mode in ("manual", "autodiff"):
+        step = jaxnn.make_train_step(net, optimizer, gradients=mode)
+        p, state = params, optimizer.init(params)
+        for _ in range(20):
+            p, state, loss = step(p, state, x, t)
+        results[mode] = (p, loss)
+    assert_trees_close(results["manual"][0], results["autodiff"][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results["manual"][1], results["autodiff"][1], rtol=1e-10)
+
+
+def test_train_step_is_jitted_and_loss_is_before_the_update():
+    net, params, x, t = quadrant_problem(8)
+    optimizer = optax.sgd(0.1)
+    step = jaxnn.make_train_step(net, optimizer)
+    new, _, loss = step(params, optimizer.init(params), x, t)
+    np.testing.assert_allclose(loss, net.loss(params, x, t), rtol=1e-12)
+    assert net.loss(new, x, t) < loss
+    assert hasattr(step, "lower")  # a jax.jit-wrapped function
+
+
+def test_make_train_step_donates_only_when_asked():
+    net, params, x, t = small_problem()
+    optimizer = optax.sgd(0.1, momentum=0.9)
+    kept = jaxnn.make_train_step(net, optimizer)
+    expected = kept(params, optimizer.init(params), x, t)
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(params))
+
+    donated = jaxnn.make_train_step(net, optimizer, donate=True)
+    mine = jax.tree.map(jnp.copy, params)
+    state = optimizer.init(mine)
+    got = donated(mine, state, x, t)
+    assert_trees_close(got, expected, rtol=0, atol=0)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves((mine, state)))
+
+
+@pytest.mark.parametrize("gradients", ["manual", "autodiff"])
+def test_batch_split_trains_like_the_whole_batch(gradients):
+    net, params, x, t = small_problem(n=45)  # 5 batches of 8, then a last batch of 5 that is not split
+    kwargs = dict(optimizer=optax.adam(1e-2), batch_size=8, epochs=2, key=jax.random.key(2), gradients=gradients)
+    whole_state, h_whole = jaxnn.fit(net, params, x, t, **kwargs)
+    whole = whole_state.params
+    for parts in (2, 4):
+        split_state, h_split = jaxnn.fit(net, params, x, t, batch_split=parts, **kwargs)
+        split = split_state.params
+        assert_trees_close(split, whole, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(h_split["loss"], h_whole["loss"], rtol=1e-12)
+
+
+def test_batch_split_makes_independent_parts():
+    net, params, x, t = small_problem(n=8)
+    optimizer = optax.sgd(0.1)
+    state = optimizer.init(params)
+
+    def products(batch_split):
+        step = jaxnn.make_train_step(net, optimizer, batch_split=batch_split)
+        jaxpr = jax.make_jaxpr(step)(params, state, x, t)
+        return str(jaxpr).count("dot_general")
+
+    assert products(2) == 2 * products(1) > 0
+    step = jaxnn.make_train_step(net, optimizer, batch_split=2)
+    assert_trees_close(step(params, state, x, t), jaxnn.make_train_step(net, optimizer)(params, state, x, t),
+                       rtol=1e-12, atol=1e-14)
+
