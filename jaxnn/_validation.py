@@ -322,13 +322,16 @@ def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_value
     """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype.
 
     With ``check_values``, concrete integer class labels are also checked to
-    lie in ``[0, outputs)``; traced ones cannot be (see :func:`check_data`).
+    lie in the loss's range (``loss_fn.label_rule``: ``[0, outputs)`` for
+    cross-entropy); traced ones cannot be (see :func:`check_data`).
     """
     t = as_array("t", t, labels_ok=True)
     out_shape = x.shape[:-1] + (layers[-1].outs,)
     loss_fn.check_target(out_shape, t)
-    if check_values and jnp.issubdtype(t.dtype, jnp.integer) and t.shape == out_shape[:-1] and not _is_traced(t):
-        check_labels(t, layers[-1].outs, "t")
+    rule = loss_fn.label_rule(layers[-1].outs)
+    integer = jnp.issubdtype(t.dtype, jnp.integer)
+    if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not _is_traced(t):
+        check_labels(t, *rule, "t")
     if jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(x.dtype)
     return t
@@ -384,8 +387,8 @@ def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
         raise ValueError(f"{where} needs a batch x of shape (batch, {layers[0].ins}), got shape {x.shape}")
 
 
-def check_labels(t: jax.Array, classes: int, where: str) -> None:
-    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``."""
+def check_labels(t: jax.Array, classes: int, wording: str, where: str) -> None:
+    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``; ``wording`` says why."""
     # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
     flat = np.asarray(t).ravel()
     if flat.size == 0:
@@ -394,8 +397,8 @@ def check_labels(t: jax.Array, classes: int, where: str) -> None:
     if low < 0 or high >= classes:
         bad = int(np.argmax((flat < 0) | (flat >= classes)))
         raise ValueError(
-            f"{where} holds class labels outside [0, {classes}) for a network with {classes} "
-            f"outputs: min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
+            f"{where} holds class labels outside [0, {classes}) {wording}: "
+            f"min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
         )
 
 
@@ -459,7 +462,8 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     """Check what only the values reveal.
 
     At least one example; finite parameters, inputs and float targets; class
-    labels in ``[0, outputs)``; no negative probability targets for
+    labels in the loss's range (``[0, outputs)`` for cross-entropy, 0 or 1 for
+    binary cross-entropy); no negative probability targets for
     :class:`jaxnn.CrossEntropyLoss`.
 
     Runs on concrete arrays only (with NumPy for arrays in CPU memory, else two
@@ -494,9 +498,9 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if t is None or t.size == 0:
         return
     if jnp.issubdtype(t.dtype, jnp.integer):
-        classes = net.layers[-1].outs
-        if t.shape == x.shape[:-1] and (low < 0 or high >= classes):
-            check_labels(t, classes, f"{where}: t")  # reads the labels only to name the first bad one
+        rule = net.loss_fn.label_rule(net.layers[-1].outs)
+        if rule is not None and t.shape == x.shape[:-1] and (low < 0 or high >= rule[0]):
+            check_labels(t, *rule, f"{where}: t")  # reads the labels only to name the first bad one
         return
     if not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
