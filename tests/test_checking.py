@@ -248,3 +248,13 @@ def test_random_architectures_pass(sizes, acts, batch, seed):
     report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
     assert report.ok, str(report)
 
+
+
+def test_binary_cross_entropy_passes():
+    net = jaxnn.Network.from_sizes((3, 4, 1), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.BinaryCrossEntropyLoss())
+    params = net.init(jax.random.key(7), bias_init="normal")
+    x = jax.random.normal(jax.random.key(8), (6, 3))
+    for t in (jnp.array([0, 1, 1, 0, 1, 0]), jnp.full((6, 1), 0.3)):
+        report = jaxnn.check_gradients(net, params, x, t)
+        assert report.ok, str(report)
+        assert report.components[-1].name == "loss BinaryCrossEntropyLoss()"

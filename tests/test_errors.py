@@ -64,6 +64,21 @@ def test_cross_entropy_target_shapes():
         net.backprop(params, jnp.ones((4, 3)), jnp.zeros((4, 3)))
 
 
+def test_binary_cross_entropy_labels_are_0_or_1():
+    net = jaxnn.Network.from_sizes([3, 1], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
+    params = net.init(jax.random.key(0))
+    x = jnp.ones((4, 3))
+    message = (r"t holds class labels outside \[0, 2\) for BinaryCrossEntropyLoss, whose labels are 0 or 1: "
+               r"min 0, max 2, first bad label 2 at row 2")
+    with pytest.raises(ValueError, match=message):
+        net.loss(params, x, jnp.array([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match=r"evaluate: t holds .* first bad label -1 at row 1"):
+        jaxnn.evaluate(net, params, x, jnp.array([0, -1, 1, 0]))
+    with pytest.raises(ValueError, match=r"needs a network with 1 output .* got an output of shape \(4, 2\)"):
+        wide = jaxnn.Network.from_sizes([3, 2], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
+        wide.loss(wide.init(jax.random.key(0)), x, jnp.array([0, 1, 1, 0]))
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_params_that_do_not_fit(net, params, jit):
     forward = jax.jit(net.forward) if jit else net.forward
