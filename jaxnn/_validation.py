@@ -367,18 +367,61 @@ def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> N
         given_paths = [jax.tree_util.keystr(k) for k, _ in given_leaves]
         want_paths = [jax.tree_util.keystr(k) for k, _ in want_leaves]
         missing = [p for p in want_paths if p not in given_paths]
-        detail = f"the leaf {where}{missing[0]} is missing" if missing else "its structure differs"
-        raise TypeError(
-            f"{where} does not fit the optimizer and params: {detail} (expected the structure of "
-            f"optimizer.init(params), {str(want_def)[:160]}, got {type(opt_state).__name__} "
-            f"{str(given_def)[:160]}); {fix}"
-        )
+        extra = [p for p in given_paths if p not in want_paths]
+        given, want = _describe_state(opt_state, len(given_leaves)), _describe_state(expected, len(want_leaves))
+        if _state_classes(opt_state) != _state_classes(expected):
+            if _state_classes(opt_state):
+                detail = f"it looks like another optimizer's state: {given}, where optimizer.init(params) gives {want}"
+                fix = "resume with the optimizer that made it, or start afresh with optimizer.init(params)"
+            else:
+                detail = f"it is not an optax optimizer state: {given}, where optimizer.init(params) gives {want}"
+        elif missing or extra:
+            which, paths = ("missing", missing) if missing else ("not in optimizer.init(params)", extra)
+            named = _short_list([where + p for p in paths], 3)
+            leaves = f"the leaf {named} is" if len(paths) == 1 else f"{len(paths)} leaves are {which}: {named}"
+            detail = (f"{leaves}{' ' + which if len(paths) == 1 else ''} "
+                      f"(it holds {given}, where optimizer.init(params) gives {want})")
+        else:
+            detail = f"its containers differ: {given}, where optimizer.init(params) gives {want}"
+        raise TypeError(f"{where} does not fit the optimizer and params: {detail}; {fix}")
     for (path, leaf), (_, want) in zip(given_leaves, want_leaves):
         name = f"{where}{jax.tree_util.keystr(path)}"
         if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) or isinstance(leaf, complex):
             raise TypeError(f"{name} must be an array, got {type(leaf).__name__}; {fix}")
         if jnp.shape(leaf) != want.shape:
             raise ValueError(f"{name} has shape {jnp.shape(leaf)} but the optimizer expects {want.shape}; {fix}")
+
+
+def _state_classes(tree) -> list[str]:
+    """The names of the NamedTuple classes in an optimizer state, in order (optax's ``ScaleByAdamState``, ...)."""
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return [type(tree).__name__] + [n for part in tree for n in _state_classes(part)]
+    if isinstance(tree, (tuple, list)):
+        return [n for part in tree for n in _state_classes(part)]
+    if isinstance(tree, dict):
+        return [n for part in tree.values() for n in _state_classes(part)]
+    return []
+
+
+def _short_list(items: Sequence[str], most: int = 4) -> str:
+    """``items`` joined with commas; past ``most`` of them, whole items only and '... (n more)'."""
+    items = list(items)
+    if len(items) <= most:
+        return ", ".join(items)
+    return ", ".join(items[:most]) + f", ... ({len(items) - most} more)"
+
+
+def _describe_state(tree, leaves: int) -> str:
+    """An optimizer state in a few words: 'a tuple (ScaleByAdamState, EmptyState) of 9 arrays'."""
+    if tree is None:
+        return "None"
+    arrays = f"{leaves} array{'' if leaves == 1 else 's'}"
+    classes = _state_classes(tree)
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return f"a {_short_list(classes)} of {arrays}"
+    if classes:
+        return f"a {type(tree).__name__} ({_short_list(classes)}) of {arrays}"
+    return f"a {type(tree).__name__} of {arrays}"
 
 
 def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
