@@ -506,8 +506,8 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
 
     At least one example; finite parameters, inputs and float targets; class
     labels in the loss's range (``[0, outputs)`` for cross-entropy, 0 or 1 for
-    binary cross-entropy); no negative probability targets for
-    :class:`jaxnn.CrossEntropyLoss`.
+    binary cross-entropy); float targets in the loss's ``target_range``
+    (probabilities: not negative for cross-entropy, in [0, 1] for binary).
 
     Runs on concrete arrays only (with NumPy for arrays in CPU memory, else two
     compiled reductions read back once);
@@ -547,11 +547,12 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         return
     if not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
-    from jaxnn.losses import CrossEntropyLoss  # losses.py is imported by network.py, after this module
-
-    if isinstance(net.loss_fn, CrossEntropyLoss) and low < 0:
+    bounds = net.loss_fn.target_range()
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
         t_host = np.asarray(t, np.float64)
+        index = tuple(int(i) for i in np.argwhere((t_host < bounds[0]) | (t_host > bounds[1]))[0])
+        value = float(t_host[index])
+        what = "a negative value" if bounds[0] == 0 and value < 0 else f"a value outside [{bounds[0]:g}, {bounds[1]:g}],"
         raise ValueError(
-            f"{where}: CrossEntropyLoss targets are probabilities, but t holds a negative value "
-            f"{float(t_host.min())} at index {tuple(int(i) for i in np.argwhere(t_host < 0)[0])}"
+            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but t holds {what} {value} at index {index}"
         )

@@ -70,6 +70,10 @@ class Loss:
         """
         return None
 
+    def target_range(self) -> tuple[float, float] | None:
+        """The interval float targets must lie in (probabilities), or None for any finite value."""
+        return None
+
     def __call__(self, out: ArrayLike, t: ArrayLike) -> jax.Array:
         return self.loss(out, t)
 
@@ -160,6 +164,9 @@ class CrossEntropyLoss(Loss):
     def label_rule(self, outs):
         return outs, f"for a network with {outs} outputs"
 
+    def target_range(self):
+        return 0.0, float("inf")  # unnormalised weights are allowed: dloss scales softmax by sum(t)
+
 
 @dataclasses.dataclass(frozen=True)
 class BinaryCrossEntropyLoss(Loss):
@@ -224,3 +231,6 @@ class BinaryCrossEntropyLoss(Loss):
 
     def label_rule(self, outs):
         return 2, "for BinaryCrossEntropyLoss, whose labels are 0 or 1"
+
+    def target_range(self):
+        return 0.0, 1.0

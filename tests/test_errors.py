@@ -76,6 +76,9 @@ def test_binary_cross_entropy_labels_are_0_or_1():
         net.loss(params, x, jnp.array([0, 1, 2, 0]))
     with pytest.raises(ValueError, match=r"evaluate: t holds .* first bad label -1 at row 1"):
         jaxnn.evaluate(net, params, x, jnp.array([0, -1, 1, 0]))
+    with pytest.raises(ValueError, match=r"^check_gradients: BinaryCrossEntropyLoss targets are probabilities, but t "
+                                         r"holds a value outside \[0, 1\], 1\.5 at index \(2, 0\)$"):
+        jaxnn.check_gradients(net, params, x, jnp.array([[0.0], [1.0], [1.5], [-1.0]]))
     with pytest.raises(ValueError, match=r"needs a network with 1 output .* got an output of shape \(4, 2\)"):
         wide = jaxnn.Network.from_sizes([3, 2], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
         wide.loss(wide.init(jax.random.key(0)), x, jnp.array([0, 1, 1, 0]))
