@@ -57,7 +57,7 @@ from jaxnn.checking import GradientCheckError, GradientReport, check_gradients
 from jaxnn.checkpoint import load, save
 from jaxnn.custom_grad import loss_with_backprop
 from jaxnn.initializers import articles_normal, get_initializer
-from jaxnn.losses import CrossEntropyLoss, Loss, MSELoss
+from jaxnn.losses import BinaryCrossEntropyLoss, CrossEntropyLoss, Loss, MSELoss
 from jaxnn.network import Layer, Network
 from jaxnn.per_example import clipped_mean_grad, per_example_grad_norms, per_example_grads
 from jaxnn.second_order import hessian, hvp
@@ -79,6 +79,7 @@ from jaxnn._version import __version__ as __version__
 
 __all__ = [
     "Activation",
+    "BinaryCrossEntropyLoss",
     "Callback",
     "Checkpoint",
     "CrossEntropyLoss",

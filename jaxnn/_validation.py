@@ -323,13 +323,16 @@ def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_value
     """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype.
 
     With ``check_values``, concrete integer class labels are also checked to
-    lie in ``[0, outputs)``; traced ones cannot be (see :func:`check_data`).
+    lie in the loss's range (``loss_fn.label_rule``: ``[0, outputs)`` for
+    cross-entropy); traced ones cannot be (see :func:`check_data`).
     """
     t = as_array("t", t, labels_ok=True)
     out_shape = x.shape[:-1] + (layers[-1].outs,)
     loss_fn.check_target(out_shape, t)
-    if check_values and jnp.issubdtype(t.dtype, jnp.integer) and t.shape == out_shape[:-1] and not _is_traced(t):
-        check_labels(t, layers[-1].outs, "t")
+    rule = loss_fn.label_rule(layers[-1].outs)
+    integer = jnp.issubdtype(t.dtype, jnp.integer)
+    if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not _is_traced(t):
+        check_labels(t, *rule, "t")
     if jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(x.dtype)
     return t
@@ -365,12 +368,23 @@ def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> N
         given_paths = [jax.tree_util.keystr(k) for k, _ in given_leaves]
         want_paths = [jax.tree_util.keystr(k) for k, _ in want_leaves]
         missing = [p for p in want_paths if p not in given_paths]
-        detail = f"the leaf {where}{missing[0]} is missing" if missing else "its structure differs"
-        raise TypeError(
-            f"{where} does not fit the optimizer and params: {detail} (expected the structure of "
-            f"optimizer.init(params), {str(want_def)[:160]}, got {type(opt_state).__name__} "
-            f"{str(given_def)[:160]}); {fix}"
-        )
+        extra = [p for p in given_paths if p not in want_paths]
+        given, want = _describe_state(opt_state, len(given_leaves)), _describe_state(expected, len(want_leaves))
+        if _state_classes(opt_state) != _state_classes(expected):
+            if _state_classes(opt_state):
+                detail = f"it looks like another optimizer's state: {given}, where optimizer.init(params) gives {want}"
+                fix = "resume with the optimizer that made it, or start afresh with optimizer.init(params)"
+            else:
+                detail = f"it is not an optax optimizer state: {given}, where optimizer.init(params) gives {want}"
+        elif missing or extra:
+            which, paths = ("missing", missing) if missing else ("not in optimizer.init(params)", extra)
+            named = _short_list([where + p for p in paths], 3)
+            leaves = f"the leaf {named} is" if len(paths) == 1 else f"{len(paths)} leaves are {which}: {named}"
+            detail = (f"{leaves}{' ' + which if len(paths) == 1 else ''} "
+                      f"(it holds {given}, where optimizer.init(params) gives {want})")
+        else:
+            detail = f"its containers differ: {given}, where optimizer.init(params) gives {want}"
+        raise TypeError(f"{where} does not fit the optimizer and params: {detail}; {fix}")
     for (path, leaf), (_, want) in zip(given_leaves, want_leaves):
         name = f"{where}{jax.tree_util.keystr(path)}"
         if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) or isinstance(leaf, complex):
@@ -379,14 +393,46 @@ def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> N
             raise ValueError(f"{name} has shape {jnp.shape(leaf)} but the optimizer expects {want.shape}; {fix}")
 
 
+def _state_classes(tree) -> list[str]:
+    """The names of the NamedTuple classes in an optimizer state, in order (optax's ``ScaleByAdamState``, ...)."""
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return [type(tree).__name__] + [n for part in tree for n in _state_classes(part)]
+    if isinstance(tree, (tuple, list)):
+        return [n for part in tree for n in _state_classes(part)]
+    if isinstance(tree, dict):
+        return [n for part in tree.values() for n in _state_classes(part)]
+    return []
+
+
+def _short_list(items: Sequence[str], most: int = 4) -> str:
+    """``items`` joined with commas; past ``most`` of them, whole items only and '... (n more)'."""
+    items = list(items)
+    if len(items) <= most:
+        return ", ".join(items)
+    return ", ".join(items[:most]) + f", ... ({len(items) - most} more)"
+
+
+def _describe_state(tree, leaves: int) -> str:
+    """An optimizer state in a few words: 'a tuple (ScaleByAdamState, EmptyState) of 9 arrays'."""
+    if tree is None:
+        return "None"
+    arrays = f"{leaves} array{'' if leaves == 1 else 's'}"
+    classes = _state_classes(tree)
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return f"a {_short_list(classes)} of {arrays}"
+    if classes:
+        return f"a {type(tree).__name__} ({_short_list(classes)}) of {arrays}"
+    return f"a {type(tree).__name__} of {arrays}"
+
+
 def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
     """Raise unless ``x`` is a batch (batch, ins)."""
     if x.ndim != 2:
         raise ValueError(f"{where} needs a batch x of shape (batch, {layers[0].ins}), got shape {x.shape}")
 
 
-def check_labels(t: jax.Array, classes: int, where: str) -> None:
-    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``."""
+def check_labels(t: jax.Array, classes: int, wording: str, where: str) -> None:
+    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``; ``wording`` says why."""
     # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
     flat = np.asarray(t).ravel()
     if flat.size == 0:
@@ -395,8 +441,8 @@ def check_labels(t: jax.Array, classes: int, where: str) -> None:
     if low < 0 or high >= classes:
         bad = int(np.argmax((flat < 0) | (flat >= classes)))
         raise ValueError(
-            f"{where} holds class labels outside [0, {classes}) for a network with {classes} "
-            f"outputs: min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
+            f"{where} holds class labels outside [0, {classes}) {wording}: "
+            f"min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
         )
 
 
@@ -482,8 +528,9 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     """Check what only the values reveal.
 
     At least one example; finite parameters, inputs and float targets; class
-    labels in ``[0, outputs)``; no negative probability targets for
-    :class:`jaxnn.CrossEntropyLoss`.
+    labels in the loss's range (``[0, outputs)`` for cross-entropy, 0 or 1 for
+    binary cross-entropy); float targets in the loss's ``target_range``
+    (probabilities: not negative for cross-entropy, in [0, 1] for binary).
 
     Runs on concrete arrays only (with NumPy for arrays in CPU memory, else two
     compiled reductions read back once);
@@ -511,17 +558,18 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if t is None or t.size == 0:
         return
     if jnp.issubdtype(t.dtype, jnp.integer):
-        classes = net.layers[-1].outs
-        if t.shape == x.shape[:-1] and (low < 0 or high >= classes):
-            check_labels(t, classes, f"{where}: t")  # reads the labels only to name the first bad one
+        rule = net.loss_fn.label_rule(net.layers[-1].outs)
+        if rule is not None and t.shape == x.shape[:-1] and (low < 0 or high >= rule[0]):
+            check_labels(t, *rule, f"{where}: t")  # reads the labels only to name the first bad one
         return
     if not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
-    from jaxnn.losses import CrossEntropyLoss  # losses.py is imported by network.py, after this module
-
-    if isinstance(net.loss_fn, CrossEntropyLoss) and low < 0:
+    bounds = net.loss_fn.target_range()
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
         t_host = np.asarray(t, np.float64)
+        index = tuple(int(i) for i in np.argwhere((t_host < bounds[0]) | (t_host > bounds[1]))[0])
+        value = float(t_host[index])
+        what = "a negative value" if bounds[0] == 0 and value < 0 else f"a value outside [{bounds[0]:g}, {bounds[1]:g}],"
         raise ValueError(
-            f"{where}: CrossEntropyLoss targets are probabilities, but t holds a negative value "
-            f"{float(t_host.min())} at index {tuple(int(i) for i in np.argwhere(t_host < 0)[0])}"
+            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but t holds {what} {value} at index {index}"
         )

@@ -7,8 +7,12 @@ gradient of that per-example loss with respect to ``out``, the ``dx_n`` that
 starts the backprop recursion. ``check_target(out_shape, t)`` raises a clear
 error, from static shapes, when a target cannot go with such an output.
 
-For 16-bit outputs (bfloat16, float16) both losses compute in float32: the
+For 16-bit outputs (bfloat16, float16) every loss computes in float32: the
 loss comes back in float32, ``dloss`` is cast back to the output's dtype.
+
+A classification loss also says which predictions are right
+(``correct(out, t)``, for the accuracy of :func:`jaxnn.evaluate`) and which
+integer labels it takes (``label_rule(outs)``, for the value checks).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-__all__ = ["CrossEntropyLoss", "Loss", "MSELoss"]
+__all__ = ["BinaryCrossEntropyLoss", "CrossEntropyLoss", "Loss", "MSELoss"]
 
 
 def _is_integer(t) -> bool:
@@ -53,6 +57,22 @@ class Loss:
                 f"{type(self).__name__} expects a target of shape {tuple(out_shape)} "
                 f"(the network's output), got shape {jnp.shape(t)}"
             )
+
+    def correct(self, out: ArrayLike, t: ArrayLike) -> jax.Array | None:
+        """Whether each example's prediction is right, shape ``out.shape[:-1]``; None for regression."""
+        return None
+
+    def label_rule(self, outs: int) -> tuple[int, str] | None:
+        """Which integer labels this loss takes for a network with ``outs`` outputs.
+
+        Returns ``(classes, wording)``: labels lie in ``[0, classes)``, and
+        ``wording`` says why in an error message; None if it takes no labels.
+        """
+        return None
+
+    def target_range(self) -> tuple[float, float] | None:
+        """The interval float targets must lie in (probabilities), or None for any finite value."""
+        return None
 
     def __call__(self, out: ArrayLike, t: ArrayLike) -> jax.Array:
         return self.loss(out, t)
@@ -135,3 +155,82 @@ class CrossEntropyLoss(Loss):
                 f"or probabilities of shape {tuple(out_shape)}, got {jnp.result_type(t)} "
                 f"targets of shape {jnp.shape(t)}"
             )
+
+    def correct(self, out, t):
+        """The largest output is the label (or the largest target probability)."""
+        labels = t if _is_integer(t) else jnp.argmax(t, axis=-1)
+        return jnp.argmax(out, axis=-1) == labels
+
+    def label_rule(self, outs):
+        return outs, f"for a network with {outs} outputs"
+
+    def target_range(self):
+        return 0.0, float("inf")  # unnormalised weights are allowed: dloss scales softmax by sum(t)
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryCrossEntropyLoss(Loss):
+    """Binary cross-entropy on one logit ``z``, the output of a network with a single output.
+
+    Two classes with one output, as a sigmoid output unit with log loss (scikit-learn's
+    ``MLPClassifier``, Keras' ``binary_crossentropy``), computed from the logit so that
+    no ``sigmoid`` is ever rounded to 0 or 1. Give the last layer ``Identity()``.
+
+    ``t`` is either integer labels 0 or 1 of shape ``out.shape[:-1]`` or the probability
+    of class 1 of shape ``out.shape`` (a last axis of 1). With ``softplus(z) = log(1 + e^z)``::
+
+        L      = (1 - t) softplus(z) + t softplus(-z)      # = -t log s - (1 - t) log(1 - s), s = sigmoid(z)
+        dL/dz  = (1 - t) sigmoid(z) - t sigmoid(-z)         # = sigmoid(z) - t
+
+    Both are written in this form, rather than ``softplus(z) - t z`` and
+    ``sigmoid(z) - t``, so that a confidently right logit keeps its tiny loss
+    and gradient (``z = 40, t = 1``: ``4.2e-18``, not 0); any ``|z|`` is finite.
+
+    >>> round(float(BinaryCrossEntropyLoss().loss(jnp.zeros(1), 1)), 6)  # log 2
+    0.693147
+    """
+
+    def _probability(self, out, t):
+        """The target probability of class 1, shaped like ``out`` (..., 1)."""
+        t = jnp.asarray(t)
+        return (t[..., None] if _is_integer(t) else t).astype(out.dtype)
+
+    def loss(self, out, t):
+        out = _wide(out)
+        p = self._probability(out, t)
+        return ((1 - p) * jax.nn.softplus(out) + p * jax.nn.softplus(-out))[..., 0]
+
+    def dloss(self, out, t):
+        out = jnp.asarray(out)
+        wide = _wide(out)
+        p = self._probability(wide, t)
+        return ((1 - p) * jax.nn.sigmoid(wide) - p * jax.nn.sigmoid(-wide)).astype(out.dtype)
+
+    def check_target(self, out_shape, t):
+        out_shape = tuple(out_shape)
+        if out_shape[-1] != 1:
+            raise ValueError(
+                f"BinaryCrossEntropyLoss needs a network with 1 output (the logit of class 1), got an "
+                f"output of shape {out_shape}; for {out_shape[-1]} classes use CrossEntropyLoss"
+            )
+        if _is_integer(t) and jnp.shape(t) == out_shape[:-1]:
+            return
+        if not _is_integer(t) and jnp.shape(t) == out_shape:
+            return
+        raise ValueError(
+            f"BinaryCrossEntropyLoss expects integer labels 0 or 1 of shape {out_shape[:-1]} or "
+            f"probabilities of class 1 of shape {out_shape}, got {jnp.result_type(t)} targets of "
+            f"shape {jnp.shape(t)}"
+            + ("; add the last axis (t[..., None])" if jnp.shape(t) == out_shape[:-1] else "")
+        )
+
+    def correct(self, out, t):
+        """The logit's sign is the label (or the likelier class of the target: ``t > 0.5``)."""
+        labels = t == 1 if _is_integer(t) else jnp.asarray(t)[..., 0] > 0.5
+        return (jnp.asarray(out)[..., 0] > 0) == labels
+
+    def label_rule(self, outs):
+        return 2, "for BinaryCrossEntropyLoss, whose labels are 0 or 1"
+
+    def target_range(self):
+        return 0.0, 1.0

@@ -27,11 +27,14 @@ ACTIVATIONS = [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(0.3), jaxnn.ReLU(), jaxnn.Sigm
 def problems(draw):
     """A random network with its params, inputs and targets."""
     sizes = draw(st.lists(st.integers(1, 6), min_size=2, max_size=5))
+    loss = draw(st.sampled_from([jaxnn.MSELoss(), jaxnn.CrossEntropyLoss(), jaxnn.BinaryCrossEntropyLoss()]))
+    binary = isinstance(loss, jaxnn.BinaryCrossEntropyLoss)
+    if binary:
+        sizes[-1] = 1  # one logit
     acts = draw(st.lists(st.sampled_from(ACTIVATIONS), min_size=len(sizes) - 1, max_size=len(sizes) - 1))
-    loss = draw(st.sampled_from([jaxnn.MSELoss(), jaxnn.CrossEntropyLoss()]))
     batch = draw(st.sampled_from([None, 1, 5]))
     dtype = draw(st.sampled_from([jnp.float64, jnp.float32]))
-    labels = isinstance(loss, jaxnn.CrossEntropyLoss) and draw(st.booleans())
+    labels = not isinstance(loss, jaxnn.MSELoss) and draw(st.booleans())
     seed = draw(st.integers(0, 2**31 - 1))
     net = jaxnn.Network.from_sizes(sizes, acts, loss)
     # NumPy draws: eager jax.random would compile a kernel for every new shape.
@@ -43,7 +46,9 @@ def problems(draw):
     lead = () if batch is None else (batch,)
     x = jnp.asarray(rng.normal(size=lead + (sizes[0],)), dtype)
     if labels:
-        t = jnp.asarray(rng.integers(0, sizes[-1], size=lead))
+        t = jnp.asarray(rng.integers(0, 2 if binary else sizes[-1], size=lead))
+    elif binary:
+        t = jnp.asarray(rng.uniform(size=lead + (1,)), dtype)
     elif isinstance(loss, jaxnn.CrossEntropyLoss):
         t = jnp.asarray(rng.dirichlet(np.ones(sizes[-1]), size=lead or None), dtype)
     else:
@@ -142,6 +147,23 @@ def test_large_inputs_keep_gradients_finite():
     lp = [(jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], jnp.float32), jnp.zeros(3, jnp.float32))]
     loss, grads = logits_net.value_and_backprop(lp, x, jnp.array([0, 2]))
     assert jnp.isfinite(loss) and all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_binary_cross_entropy_with_huge_logits_keeps_exact_gradients():
+    """Logits of +-1e3 and +-40: finite, and equal to jax.grad to float64's precision."""
+    net = jaxnn.Network.from_sizes([2, 3, 1], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.BinaryCrossEntropyLoss())
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    for scale in (1e3, 40.0):
+        params = [(jnp.array([[3.0, 0.0], [0.0, 3.0], [1.0, 1.0]]), jnp.zeros(3)),
+                  (jnp.array([[scale, scale, 0.0]]) / jnp.tanh(3.0), jnp.zeros(1))]
+        t = jnp.array([1, 0, 0, 1])  # two logits of +-scale right, two wrong
+        trace = net.backprop_trace(params, x, t)
+        np.testing.assert_allclose(trace.xs[-1][:, 0], [scale, scale, -scale, -scale], rtol=1e-12)
+        loss, auto = jax.value_and_grad(net.loss)(params, x, t)
+        assert jnp.isfinite(trace.loss) and all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(trace.grads))
+        np.testing.assert_allclose(trace.loss, loss, rtol=1e-12)
+        np.testing.assert_allclose(trace.loss, scale / 2, rtol=1e-12)  # the wrong two cost scale each
+        assert_grads_close(trace.grads, auto, jnp.float64)
 
 
 def test_grads_keep_the_structure_of_params():

@@ -248,3 +248,26 @@ def test_random_architectures_pass(sizes, acts, batch, seed):
     report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
     assert report.ok, str(report)
 
+
+
+def test_binary_cross_entropy_passes():
+    net = jaxnn.Network.from_sizes((3, 4, 1), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.BinaryCrossEntropyLoss())
+    params = net.init(jax.random.key(7), bias_init="normal")
+    x = jax.random.normal(jax.random.key(8), (6, 3))
+    for t in (jnp.array([0, 1, 1, 0, 1, 0]), jnp.full((6, 1), 0.3)):
+        report = jaxnn.check_gradients(net, params, x, t)
+        assert report.ok, str(report)
+        assert report.components[-1].name == "loss BinaryCrossEntropyLoss()"
+
+
+def test_float32_params_under_64_bit_jax_warn_that_the_comparison_is_float32():
+    net = jaxnn.Network.from_sizes((3, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    params32 = net.init(jax.random.key(0), dtype=jnp.float32)  # as if made before x64 was switched on
+    x, t = jnp.ones((2, 3), jnp.float64), jnp.zeros((2, 2), jnp.float64)
+    with pytest.warns(UserWarning, match=r"64-bit JAX is on but the parameters are float32.*"
+                                         r"net\.init\(key, dtype=jnp\.float64\)") as caught:
+        report = jaxnn.check_gradients(net, params32, x, t, fd_entries=0, compare_jit=False)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert report.ok and report.tolerances.dtype == "float32"
+    params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params32)  # the fix the warning gives: no warning
+    assert jaxnn.check_gradients(net, params64, x, t, fd_entries=0, compare_jit=False).tolerances.dtype == "float64"

@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming what was expected, what was got and where; under jit too."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -64,6 +66,24 @@ def test_cross_entropy_target_shapes():
         net.backprop(params, jnp.ones((4, 3)), jnp.zeros((4, 3)))
 
 
+def test_binary_cross_entropy_labels_are_0_or_1():
+    net = jaxnn.Network.from_sizes([3, 1], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
+    params = net.init(jax.random.key(0))
+    x = jnp.ones((4, 3))
+    message = (r"t holds class labels outside \[0, 2\) for BinaryCrossEntropyLoss, whose labels are 0 or 1: "
+               r"min 0, max 2, first bad label 2 at row 2")
+    with pytest.raises(ValueError, match=message):
+        net.loss(params, x, jnp.array([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match=r"evaluate: t holds .* first bad label -1 at row 1"):
+        jaxnn.evaluate(net, params, x, jnp.array([0, -1, 1, 0]))
+    with pytest.raises(ValueError, match=r"^check_gradients: BinaryCrossEntropyLoss targets are probabilities, but t "
+                                         r"holds a value outside \[0, 1\], 1\.5 at index \(2, 0\)$"):
+        jaxnn.check_gradients(net, params, x, jnp.array([[0.0], [1.0], [1.5], [-1.0]]))
+    with pytest.raises(ValueError, match=r"needs a network with 1 output .* got an output of shape \(4, 2\)"):
+        wide = jaxnn.Network.from_sizes([3, 2], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
+        wide.loss(wide.init(jax.random.key(0)), x, jnp.array([0, 1, 1, 0]))
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_params_that_do_not_fit(net, params, jit):
     forward = jax.jit(net.forward) if jit else net.forward
@@ -106,3 +126,39 @@ def test_fit_checks_before_running(net, params):
 def test_unknown_initializer(net):
     with pytest.raises(ValueError, match="unknown initializer 'kaiming'"):
         net.init(jax.random.key(0), weight_init="kaiming")
+
+
+@pytest.mark.parametrize("made_with, resumed_with, found, expected", [
+    (optax.sgd(0.1), optax.adam(1e-3), "(EmptyState, EmptyState) of 0 arrays", "(ScaleByAdamState, EmptyState) of 9"),
+    (optax.adam(1e-3), optax.adamw(1e-3), "(ScaleByAdamState, EmptyState) of 9 arrays",
+     "(ScaleByAdamState, EmptyState, EmptyState) of 9 arrays"),
+    (optax.sgd(0.1, momentum=0.9), optax.adam(1e-3), "(TraceState, EmptyState) of 4", "(ScaleByAdamState, EmptyState)"),
+])
+def test_another_optimizers_state_is_named_in_words(net, params, made_with, resumed_with, found, expected):
+    x, t = jnp.ones((4, 3)), jnp.zeros((4, 2))
+    message = (r"^opt_state does not fit the optimizer and params: it looks like another optimizer's state: "
+               rf"a tuple {re.escape(found)}.*, where optimizer\.init\(params\) gives a tuple {re.escape(expected)}"
+               r".*; resume with the optimizer that made it, or start afresh with optimizer\.init\(params\)$")
+    with pytest.raises(TypeError, match=message) as info:
+        jaxnn.make_train_step(net, resumed_with)(params, made_with.init(params), x, t)
+    assert "PyTreeDef" not in str(info.value)
+    state = jaxnn.TrainState(params, made_with.init(params), 0)
+    with pytest.raises(TypeError, match=r"^params_or_state\.opt_state does not fit .* another optimizer's state"):
+        jaxnn.fit(net, state, x, t, optimizer=resumed_with, batch_size=2)
+
+
+def test_missing_optimizer_leaf_and_long_states_are_named_whole(net, params):
+    x, t = jnp.ones((4, 3)), jnp.zeros((4, 2))
+    adam = optax.adam(1e-3)
+    state = adam.init(params)
+    cut = (state[0]._replace(mu=state[0].mu[:1]), state[1])
+    with pytest.raises(TypeError, match=re.escape(
+            "2 leaves are missing: opt_state[0].mu[1][0], opt_state[0].mu[1][1] (it holds a tuple "
+            "(ScaleByAdamState, EmptyState) of 7 arrays, where optimizer.init(params) gives a tuple "
+            "(ScaleByAdamState, EmptyState) of 9 arrays); make it with optimizer.init(params)")):
+        jaxnn.make_train_step(net, adam)(params, cut, x, t)
+    many = optax.chain(*[optax.scale(0.5)] * 7, optax.sgd(0.1))
+    with pytest.raises(TypeError, match=re.escape(
+            "a tuple (ScaleByAdamState, EmptyState) of 9 arrays, where optimizer.init(params) gives a tuple "
+            "(EmptyState, EmptyState, EmptyState, EmptyState, ... (5 more)) of 0 arrays;")):
+        jaxnn.make_train_step(net, many)(params, state, x, t)

@@ -110,6 +110,15 @@ def test_digits_from_idx_files(tmp_path):
     assert max(after for _, after in table(out).values()) > 0.85
 
 
+def test_breast_cancer():
+    out = run("breast_cancer.py")
+    assert number(rf"test accuracy before training: {NUM}", out) < 0.8
+    after = number(rf"after training: {NUM}\n", out.split("test accuracy")[1])
+    assert after > 0.93
+    assert after >= number(rf"LogisticRegression {NUM}", out) - 0.03
+    assert number(rf"test loss .* after training: {NUM}", out) < 0.25
+
+
 def test_teacher_student():
     out = run("teacher_student.py", "--epochs", 5, "--lrs", 0.01, 1.0)
     teacher = number(rf"teacher .*: test accuracy {NUM}", out)

@@ -61,3 +61,81 @@ def test_losses_compare_by_value():
     assert jaxnn.MSELoss() == jaxnn.MSELoss()
     assert jaxnn.MSELoss() != jaxnn.CrossEntropyLoss()
     assert hash(jaxnn.CrossEntropyLoss()) == hash(jaxnn.CrossEntropyLoss())
+    assert jaxnn.BinaryCrossEntropyLoss() == jaxnn.BinaryCrossEntropyLoss() != jaxnn.CrossEntropyLoss()
+
+
+@pytest.mark.parametrize("target", ["labels", "probabilities"])
+def test_binary_cross_entropy_derivative_matches_grad(target):
+    out = random(6, (9, 1), scale=4)
+    labels = jnp.arange(9) % 2
+    t = labels if target == "labels" else jax.nn.sigmoid(random(7, (9, 1)))
+    loss = jaxnn.BinaryCrossEntropyLoss()
+    expected = jax.grad(lambda o: jnp.sum(loss.loss(o, t)))(out)
+    np.testing.assert_allclose(loss.dloss(out, t), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(jax.jit(loss.dloss)(out, t), expected, rtol=1e-12, atol=1e-15)
+    p = np.asarray(labels[:, None] if target == "labels" else t, np.float64)
+    s = 1 / (1 + np.exp(-np.asarray(out)))
+    np.testing.assert_allclose(loss.loss(out, t), (-p * np.log(s) - (1 - p) * np.log(1 - s))[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(loss.dloss(out, t), s - p, rtol=1e-12, atol=1e-15)
+
+
+def test_binary_cross_entropy_labels_equal_probabilities():
+    out, labels = random(8, (6, 1)), jnp.array([0, 1, 1, 0, 1, 0])
+    loss = jaxnn.BinaryCrossEntropyLoss()
+    probabilities = labels[:, None].astype(jnp.float64)
+    np.testing.assert_array_equal(loss.loss(out, labels), loss.loss(out, probabilities))
+    np.testing.assert_array_equal(loss.dloss(out, labels), loss.dloss(out, probabilities))
+    assert loss.loss(out, labels).shape == (6,) and loss.dloss(out, labels).shape == (6, 1)
+    assert loss.loss(out[0], labels[0]).shape == ()
+
+
+@pytest.mark.parametrize("z", [1e3, -1e3, 40.0, -40.0, 0.0])
+@pytest.mark.parametrize("label", [0, 1])
+def test_binary_cross_entropy_large_logits_are_exact(z, label):
+    """softplus(z) = max(z, 0) + log1p(exp(-|z|)), the log of 1 + e^z without overflow or cancellation."""
+    loss = jaxnn.BinaryCrossEntropyLoss()
+    out, t = jnp.array([[z]], jnp.float64), jnp.array([label])
+    sign = 1 if label == 0 else -1  # L = softplus(z) for label 0, softplus(-z) for label 1
+    expected = max(sign * z, 0) + np.log1p(np.exp(-abs(z)))
+    u = sign * z  # sigmoid(z) - t is sigmoid(z) for label 0, -sigmoid(-z) for label 1
+    slope = sign * (1 / (1 + np.exp(-u)) if u >= 0 else np.exp(u) / (1 + np.exp(u)))
+    value, grad = loss.loss(out, t), loss.dloss(out, t)
+    auto = jax.grad(lambda o: jnp.sum(loss.loss(o, t)))(out)
+    assert jnp.all(jnp.isfinite(value)) and jnp.all(jnp.isfinite(grad)) and jnp.all(jnp.isfinite(auto))
+    np.testing.assert_allclose(value, [expected], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(grad, [[slope]], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(auto, [[slope]], rtol=1e-12, atol=0)
+    wide = loss.loss(out.astype(jnp.float32), t)  # float32 too: finite, to float32's precision
+    np.testing.assert_allclose(wide, [expected], rtol=1e-6, atol=0)
+
+
+def test_binary_cross_entropy_in_16_bit_computes_in_float32():
+    loss = jaxnn.BinaryCrossEntropyLoss()
+    out, t = jnp.array([[3.0], [-200.0]], jnp.bfloat16), jnp.array([0, 1])
+    assert loss.loss(out, t).dtype == jnp.float32 and loss.dloss(out, t).dtype == jnp.bfloat16
+    np.testing.assert_allclose(loss.loss(out, t), [3.0485873, 200.0], rtol=1e-6)
+
+
+def test_binary_cross_entropy_targets_and_output_width():
+    loss = jaxnn.BinaryCrossEntropyLoss()
+    loss.check_target((5, 1), jnp.zeros(5, jnp.int32))
+    loss.check_target((5, 1), jnp.zeros((5, 1)))
+    with pytest.raises(ValueError, match=r"needs a network with 1 output .* use CrossEntropyLoss"):
+        loss.check_target((5, 2), jnp.zeros(5, jnp.int32))
+    with pytest.raises(ValueError, match=r"shape \(5, 1\), got float64 targets of shape \(5,\); add the last axis"):
+        loss.check_target((5, 1), jnp.zeros(5))
+    with pytest.raises(ValueError, match=r"integer labels 0 or 1 of shape \(5,\)"):
+        loss.check_target((5, 1), jnp.zeros((5, 1), jnp.int32))
+
+
+def test_correct_predictions():
+    out = jnp.array([[2.0], [-1.0], [0.0], [0.5]])
+    binary = jaxnn.BinaryCrossEntropyLoss()
+    assert binary.correct(out, jnp.array([1, 1, 0, 0])).tolist() == [True, False, True, False]
+    assert binary.correct(out, jnp.array([[0.9], [0.2], [0.5], [0.7]])).tolist() == [True, True, True, True]
+    logits = jnp.array([[1.0, 3.0, 2.0], [0.0, -1.0, -2.0]])
+    ce = jaxnn.CrossEntropyLoss()
+    assert ce.correct(logits, jnp.array([1, 2])).tolist() == [True, False]
+    assert ce.correct(logits, jax.nn.one_hot(jnp.array([2, 0]), 3)).tolist() == [False, True]
+    assert jaxnn.MSELoss().correct(logits, logits) is None
+    assert jaxnn.MSELoss().label_rule(3) is None and ce.label_rule(3)[0] == 3 and binary.label_rule(1)[0] == 2

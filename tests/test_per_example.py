@@ -96,3 +96,15 @@ def test_bad_arguments_are_named(problem):
         jaxnn.clipped_mean_grad(net, params, x, t, -1.0)
     with pytest.raises(ValueError, match=r"needs a batch x of shape \(batch, 3\), got shape \(3,\)"):
         jaxnn.per_example_grad_norms(net, params, x[0], t[0])
+
+
+def test_binary_cross_entropy_per_example_tools(problem):
+    net, params, x, _ = problem((3, 4, 1), [jaxnn.Tanh(), jaxnn.Identity()], 6, seed=2,
+                                loss=jaxnn.BinaryCrossEntropyLoss())
+    t = jnp.array([0, 1, 1, 0, 1, 0])
+    per_example = jaxnn.per_example_grads(net, params, x, t)
+    expected = jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0))(params, x, t)
+    assert_trees_close(per_example, expected, RTOL, ATOL)
+    ref_norms, ref_clipped = _vmap_then_clip(net, params, x, t, 0.3)
+    np.testing.assert_allclose(jaxnn.per_example_grad_norms(net, params, x, t), ref_norms, rtol=RTOL, atol=ATOL)
+    assert_trees_close(jaxnn.clipped_mean_grad(net, params, x, t, 0.3), ref_clipped, RTOL, ATOL)

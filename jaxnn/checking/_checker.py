@@ -24,6 +24,7 @@ on ``ReLU`` and ``LeakyReLU``; the check reads only that attribute.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -108,6 +109,11 @@ def check_gradients(
         TypeError: for arguments of the wrong kind (``backprop`` not callable).
         RuntimeError: if finite differences are asked for but float64 cannot be enabled.
 
+    Warns:
+        UserWarning: if 64-bit JAX is on but the parameters are float32 (made
+            before ``jax_enable_x64`` was switched on, say): the comparison then
+            runs in float32, to float32's tolerances, whatever the dtype of ``x``.
+
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((3, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
@@ -124,6 +130,15 @@ def check_gradients(
     x_in, t_in = net.check_inputs(params, x, t)
     check_data(net, params, x_in, t_in, "check_gradients")
     dtype = x_in.dtype
+    if dtype == jnp.float32 and jax.config.jax_enable_x64:  # e.g. params made before x64 was switched on
+        warnings.warn(
+            "check_gradients: 64-bit JAX is on but the parameters are float32, so the hand-written and "
+            "autodiff gradients are computed and compared in float32 (differences near 1e-7, not 1e-16; "
+            "x is cast to the parameters' dtype). For a float64 comparison make the parameters with "
+            "net.init(key, dtype=jnp.float64) or cast them: "
+            "jax.tree.map(lambda a: a.astype(jnp.float64), params)",
+            stacklevel=2,
+        )
 
     loss, auto = jax.jit(jax.value_and_grad(net.loss))(params, x_in, t_in)
     manual = backprop(params, x_in, t_in)

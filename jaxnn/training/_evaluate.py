@@ -11,7 +11,6 @@ from jax.typing import ArrayLike
 
 from jaxnn._types import Params
 from jaxnn._validation import check_batch, check_data, check_network, check_nonempty, flag, positive_int, require_target
-from jaxnn.losses import CrossEntropyLoss
 from jaxnn.network import Network
 
 __all__ = ["evaluate"]
@@ -19,16 +18,18 @@ __all__ = ["evaluate"]
 
 @functools.partial(jax.jit, static_argnames=("net", "batch"))
 def _sums(net, params, x, t, batch):
-    """Sums over examples of the loss and of correct predictions, ``batch`` rows at a time."""
-    classify = isinstance(net.loss_fn, CrossEntropyLoss)
+    """Sums over examples of the loss and of correct predictions, ``batch`` rows at a time.
+
+    The count is 0 for a loss with no notion of a correct prediction (``correct`` gives None).
+    """
 
     def sums(xb, tb):
         out = net.forward(params, xb)
         loss = jnp.sum(net.loss_fn.loss(out, tb))
-        if not classify:
+        right = net.loss_fn.correct(out, tb)
+        if right is None:
             return loss, jnp.zeros((), loss.dtype)
-        labels = tb if jnp.issubdtype(tb.dtype, jnp.integer) else jnp.argmax(tb, axis=-1)
-        return loss, jnp.sum(jnp.argmax(out, axis=-1) == labels).astype(loss.dtype)
+        return loss, jnp.sum(right).astype(loss.dtype)
 
     n = x.shape[0]
     full = n // batch
@@ -52,7 +53,7 @@ def _sums(net, params, x, t, batch):
 def evaluate(
     net: Network, params: Params, x: ArrayLike, t: ArrayLike, *, batch_size: int = 4096, check: bool = True
 ) -> dict[str, float]:
-    """The mean loss over ``(x, t)`` and, for :class:`jaxnn.CrossEntropyLoss`, the accuracy.
+    """The mean loss over ``(x, t)`` and, for a classification loss, the accuracy.
 
     Jitted, and computed ``batch_size`` examples at a time, so a large set
     never forms one giant array of activations.
@@ -68,9 +69,11 @@ def evaluate(
             out-of-range label then gives a garbage loss or NaN silently.
 
     Returns:
-        ``{"loss": mean loss}``, plus ``"accuracy"`` (the fraction whose
-        largest output is the label, or the largest target probability)
-        for cross-entropy. Plain floats.
+        ``{"loss": mean loss}``, plus ``"accuracy"``, the fraction of
+        examples the loss's ``correct`` counts as right, for a loss that has
+        one: for cross-entropy the largest output is the label (or the
+        largest target probability), for binary cross-entropy the logit is
+        positive exactly for label 1 (or a target above 0.5). Plain floats.
 
     >>> import jax, jax.numpy as jnp, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 2), jaxnn.Identity(), jaxnn.CrossEntropyLoss())
@@ -92,6 +95,7 @@ def evaluate(
     loss, correct = _sums(net, params, x, t, -(-n // parts))  # equal batches: one compiled shape, little left over
     loss, correct = np.asarray(jax.device_get((loss, correct)), np.float64)
     result = {"loss": float(loss / n)}
-    if isinstance(net.loss_fn, CrossEntropyLoss):
+    out = jax.ShapeDtypeStruct(x.shape[:-1] + (net.layers[-1].outs,), x.dtype)
+    if jax.eval_shape(net.loss_fn.correct, out, t) is not None:  # shapes only: nothing is computed
         result["accuracy"] = float(correct / n)
     return result

@@ -32,3 +32,14 @@ def test_evaluate_regression_has_no_accuracy():
     assert list(scores) == ["loss"]
     np.testing.assert_allclose(scores["loss"], net.loss(params, x, jnp.zeros((5, 1))), rtol=1e-12)
 
+
+
+def test_evaluate_binary_accuracy_is_the_sign_of_the_logit():
+    net = jaxnn.Network.from_sizes([2, 1], jaxnn.Identity(), jaxnn.BinaryCrossEntropyLoss())
+    params = [(jnp.array([[1.0, -1.0]]), jnp.zeros(1))]
+    x = jnp.array([[2.0, 0.0], [0.0, 2.0], [1.0, 3.0], [3.0, 1.0], [0.0, 0.0]])  # logits 2, -2, -2, 2, 0
+    labels = jnp.array([1, 0, 1, 1, 0])
+    scores = jaxnn.evaluate(net, params, x, labels, batch_size=2)
+    assert scores["accuracy"] == 0.8
+    np.testing.assert_allclose(scores["loss"], net.loss(params, x, labels), rtol=1e-12)
+    assert jaxnn.evaluate(net, params, x, labels[:, None] * 0.8 + 0.1)["accuracy"] == 0.8
