@@ -129,7 +129,8 @@ def as_source(gradients, where: str = "gradients") -> GradientSource:
     """
     if isinstance(gradients, str):
         if gradients not in _NAMED:
-            raise ValueError(f"{where} must be one of {tuple(_NAMED)} or a jaxnn.rules.GradientSource, got {gradients!r}"[:300])
+            raise ValueError(f"{where} must be one of {tuple(_NAMED)}, got {gradients!r}"[:200]
+                             + "; or pass a jaxnn.rules.GradientSource such as jaxnn.rules.FeedbackAlignment()")
         return _NAMED[gradients]
     if not isinstance(gradients, GradientSource):
         raise TypeError(

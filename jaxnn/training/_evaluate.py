@@ -13,7 +13,7 @@ from jaxnn._types import Params
 from jaxnn._validation import check_batch, check_data, check_network, check_nonempty, flag, positive_int, require_target
 from jaxnn.network import Network
 
-__all__ = ["evaluate"]
+__all__ = ["counts_correct", "evaluate"]
 
 
 @functools.partial(jax.jit, static_argnames=("net", "batch"))
@@ -95,7 +95,12 @@ def evaluate(
     loss, correct = _sums(net, params, x, t, -(-n // parts))  # equal batches: one compiled shape, little left over
     loss, correct = np.asarray(jax.device_get((loss, correct)), np.float64)
     result = {"loss": float(loss / n)}
-    out = jax.ShapeDtypeStruct(x.shape[:-1] + (net.layers[-1].outs,), x.dtype)
-    if jax.eval_shape(net.loss_fn.correct, out, t) is not None:  # shapes only: nothing is computed
+    if counts_correct(net, x, t):
         result["accuracy"] = float(correct / n)
     return result
+
+
+def counts_correct(net: Network, x: jax.Array, t: jax.Array) -> bool:
+    """Whether the loss says which predictions on ``(x, t)`` are right (a classification loss)."""
+    out = jax.ShapeDtypeStruct(x.shape[:-1] + (net.layers[-1].outs,), x.dtype)
+    return jax.eval_shape(net.loss_fn.correct, out, t) is not None  # shapes only: nothing is computed

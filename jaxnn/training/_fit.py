@@ -72,7 +72,7 @@ def fit(
         params_or_state: starting parameters (never modified or
             invalidated), or a :class:`TrainState` to continue from.
         x: inputs, shape (n, ins), n >= 1.
-        t: targets, shape (n, outs), or (n,) integer labels for CrossEntropyLoss.
+        t: targets, shape (n, outs), or (n,) integer class labels for a classification loss.
         optimizer: any optax ``GradientTransformation``, e.g. ``optax.sgd(0.1)``.
         batch_size: examples per step.
         epochs: epochs to run in this call; 0 returns the starting state.
@@ -87,7 +87,7 @@ def fit(
             from parameters, and carried on in the :class:`TrainState`.
         validation: ``(x_val, t_val)``, evaluated after each epoch (jitted,
             at most 4096 examples at a time): logs ``val_loss`` and, for
-            cross-entropy, ``val_accuracy``.
+            a classification loss, ``val_accuracy``.
         callbacks: :class:`jaxnn.Callback` objects, called in order. Their
             settings are checked against the run before anything compiles
             (a checkpoint's folder, a monitored name).

@@ -32,10 +32,10 @@ from jaxnn._validation import (
     positive_int,
     require_target,
 )
-from jaxnn.losses import CrossEntropyLoss
 from jaxnn.rules import as_source
 from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
 from jaxnn.training._epoch import DeviceEpochs
+from jaxnn.training._evaluate import counts_correct
 from jaxnn.training._placement import Placement, auto_batch_split, available_cores, place_data, place_state, placement
 from jaxnn.training._state import TrainState, check_state, start_state
 from jaxnn.training._step import StepConfig, check_batch_split, check_optimizer
@@ -206,7 +206,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
     full, rest = divmod(n, batch_size)
     logged = ("loss",)
     if validation is not None:
-        logged += ("val_loss",) + (("val_accuracy",) if isinstance(net.loss_fn, CrossEntropyLoss) else ())
+        logged += ("val_loss",) + (("val_accuracy",) if counts_correct(net, *validation) else ())
     logged += tuple(name for cb in callbacks for name in cb.logs)
     run = FitRun(state.epoch, epochs, full + (rest > 0), n, net, source, logged)
     for cb in callbacks:
