@@ -37,6 +37,7 @@ __all__ = [
     "as_target",
     "check_batch",
     "check_data",
+    "check_finite_params",
     "positive_int",
     "non_negative_int",
     "non_negative_number",
@@ -455,6 +456,28 @@ def _on_host(*trees) -> bool:
     return True
 
 
+def _raise_non_finite_params(params, params_ok) -> None:
+    for i, (W, b) in enumerate(params):
+        for name, a, ok in (("W", W, params_ok[i][0]), ("b", b, params_ok[i][1])):
+            if not ok:
+                raise ValueError(
+                    f"params[{i}] ({name} of layer {i}) holds a non-finite value (NaN or inf) at index "
+                    f"{_first_bad(a)}; start from finite parameters, e.g. net.init(key)"
+                )
+
+
+def check_finite_params(params) -> None:
+    """Raise a ValueError naming the layer unless every concrete parameter is finite (the part of
+    :func:`check_data` that reads only the parameters)."""
+    if _is_traced(params):
+        return
+    if _on_host(params):
+        params_ok = _host_summaries(params, np.zeros((0,)), np.zeros((0,), np.int32))[0]
+    else:
+        params_ok = jax.device_get(_params_summary(list(map(tuple, params))))
+    _raise_non_finite_params(params, params_ok)
+
+
 def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
     """Check what only the values reveal.
 
@@ -479,13 +502,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         if _is_traced(summaries):  # inside a caller's jax.jit, on arrays it closed over: read them on the host
             summaries = _host_summaries(params, x, t_arr)
     params_ok, (x_ok, t_ok, low, high) = jax.device_get(summaries)
-    for i, (W, b) in enumerate(params):
-        for name, a, ok in (("W", W, params_ok[i][0]), ("b", b, params_ok[i][1])):
-            if not ok:
-                raise ValueError(
-                    f"params[{i}] ({name} of layer {i}) holds a non-finite value (NaN or inf) at index "
-                    f"{_first_bad(a)}; start from finite parameters, e.g. net.init(key)"
-                )
+    _raise_non_finite_params(params, params_ok)
     if not x_ok:
         raise ValueError(
             f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "

@@ -335,7 +335,7 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path, monke
         def half_write(f, *args, **kwargs):
             f.write(b"PK\x03\x04 half a checkpoint")
             raise OSError("disk full")
-        monkeypatch.setattr(np, "savez", half_write)
+        monkeypatch.setattr(np.lib.format, "write_array", half_write)
     else:
         monkeypatch.setattr(os, where, fail)
     with pytest.raises(OSError, match="disk full"):
@@ -349,7 +349,7 @@ def test_an_interrupt_while_writing_leaves_no_temporary(tmp_path, monkeypatch):
     def interrupted(f, *args, **kwargs):
         f.write(b"PK")
         raise KeyboardInterrupt
-    monkeypatch.setattr(np, "savez", interrupted)
+    monkeypatch.setattr(np.lib.format, "write_array", interrupted)
     with pytest.raises(KeyboardInterrupt):
         jaxnn.save(tmp_path / "s.npz", [jnp.ones(3)])
     assert os.listdir(tmp_path) == []

@@ -132,8 +132,9 @@ def test_train_step_is_jitted_and_loss_is_before_the_update():
 
 def test_fit_with_progress_bar_and_zero_epochs(capsys):
     net, params, x, t = quadrant_problem(16)
-    state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=2,
-                                 progress=True)
+    with pytest.warns(DeprecationWarning, match="callbacks=\\[jaxnn.ProgressBar\\(\\)\\]"):
+        state, history = jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=4, epochs=2,
+                                     progress=True)
     trained = state.params
     assert history["loss"].shape == (2,)
     assert "fit" in capsys.readouterr().err

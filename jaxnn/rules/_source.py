@@ -79,7 +79,7 @@ class GradientSource:
         By default the state must have the structure and shapes ``init``
         gives (compared with ``jax.eval_shape``, so nothing is computed).
         """
-        expected = jax.eval_shape(self.init, jax.random.key(0), net, params)
+        expected = jax.eval_shape(lambda key, params: self.init(key, net, params), jax.random.key(0), params)
         given_leaves, given_def = jax.tree.flatten(state)
         want_leaves, want_def = jax.tree.flatten(expected)
         if given_def != want_def:

@@ -1,24 +1,27 @@
 """Training: a compiled step for any optax optimizer, and ``fit`` with state, validation and callbacks.
 
-The design, one module per job:
+The design, one module per concern, in the order a call to ``fit`` walks them:
 
-* ``_state``: :class:`TrainState` (params, optimizer state, epochs done), the
-  pytree ``fit`` takes, returns and checkpoints, and the error that carries
-  the last finite one.
-* ``_step``: one step, loss and gradients (hand-written or ``jax.grad``) then
-  the optimizer's update; ``make_train_step`` jits it.
-* ``_epoch``: a run of steps as one ``lax.scan`` over minibatches gathered on
-  the device, with a finite-loss flag in the carry.
-* ``_cache``: compiled functions keyed by what an optimizer does, not by
-  which object it is, so a fresh ``optax.sgd(0.05)`` does not recompile.
-* ``_evaluate``: the loss and accuracy on held-out data, in batches.
-* ``_callbacks``: the small objects ``fit`` calls after each epoch
-  (and within one, for progress): early stopping, checkpoints, progress.
+* ``_fit``: ``fit`` itself, a plan then a run.
+* ``_plan``: every argument checked and every option resolved once, up
+  front, into a :class:`~jaxnn.training._plan.FitPlan`.
+* ``_loop``: the run: the loop over epochs, validation, callbacks, the
+  non-finite guard.
+* ``_epoch``: one epoch as compiled calls over data on the device, in chunks
+  when a callback wants progress within it.
+* ``_stream``: the same over data in host memory (:class:`HostStream`).
 * ``_placement``: where arrays live: one device or a mesh (of one or many
   processes), and how many parts ``batch_split="auto"`` cuts a batch into.
-* ``_stream``: epochs as a sequence of compiled calls, on device data or on
-  host data sent a chunk at a time (:class:`HostStream`).
-* ``_fit``: the loop that ties them together.
+* ``_scan``: what runs compiled: a run of steps as one ``lax.scan``.
+* ``_step``: one step, the gradient source's updates then the optimizer's;
+  ``make_train_step`` jits it.
+* ``_cache``: compiled functions keyed by what an optimizer does, not by
+  which object it is, so a fresh ``optax.sgd(0.05)`` does not recompile.
+* ``_state``: :class:`TrainState` and its checks, and the error that carries
+  the last finite one.
+* ``_callbacks``: the small objects ``fit`` calls before, within and after
+  epochs: early stopping, checkpoints, progress.
+* ``_evaluate``: the loss and accuracy on held-out data, in batches.
 
 ``fit`` grows by taking small values and objects (``validation=(x, t)``,
 ``callbacks=[EarlyStopping(...), Checkpoint(...)]``), not more flags.

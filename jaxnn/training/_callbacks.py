@@ -13,11 +13,13 @@ import math
 import os
 import sys
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
+from jax.experimental import multihost_utils
 
 from jaxnn._validation import choice, file_path, flag, non_negative_int, non_negative_number, positive_int, real_number
+from jaxnn.checkpoint import save
 from jaxnn.training._state import TrainState
 
 __all__ = ["Callback", "Checkpoint", "EarlyStopping", "FitRun", "ProgressBar"]
@@ -31,12 +33,19 @@ class FitRun(NamedTuple):
         epochs: how many epochs this call runs at most.
         steps_per_epoch: optimizer steps per epoch (a short last batch counts).
         examples: training examples per epoch.
+        net: the network trained.
+        gradients: the gradient source (a :class:`jaxnn.rules.GradientSource`).
+        logged: the names each epoch's logs will hold (``loss``, ``val_*``
+            with validation, and what callbacks declare in their ``logs``).
     """
 
     first_epoch: int
     epochs: int
     steps_per_epoch: int
     examples: int
+    net: Any = None
+    gradients: Any = None
+    logged: tuple[str, ...] = ("loss",)
 
 
 class Callback:
@@ -50,13 +59,16 @@ class Callback:
             report at its end), since reports within it would only cost time;
             later epochs of the same compiled run and shapes, in this call or
             a later one, then run as one call from the start.
+        logs: names of the entries this callback adds to each epoch's logs
+            in :meth:`on_epoch_end` (they go into ``fit``'s history too).
     """
 
     steps_per_update: int | None = None
     short_epoch: float = 0.0
+    logs: tuple[str, ...] = ()
 
     def on_fit_begin(self, run: FitRun) -> None:
-        """Called once before the first epoch."""
+        """Called once before anything is compiled: check the run's settings here, raising if they do not fit."""
 
     def on_steps(self, done: int) -> None:
         """Called after each chunk with the steps done so far in the current epoch."""
@@ -105,6 +117,11 @@ class EarlyStopping(Callback):
         self._wait = 0
 
     def on_fit_begin(self, run: FitRun) -> None:
+        if self.monitor not in run.logged:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r}, which fit will not log; it logs {list(run.logged)}"
+                + (" (val_* need fit(..., validation=(x_val, t_val)))" if self.monitor.startswith("val_") else "")
+            )
         self.best = self.best_epoch = self.best_state = None
         self._wait = 0
 
@@ -157,14 +174,18 @@ class Checkpoint(Callback):
         self.every = positive_int("every", every)
         self._saved_epoch = None
 
-    def _save(self, state) -> None:
-        from jaxnn.checkpoint import save
+    def on_fit_begin(self, run: FitRun) -> None:
+        folder = os.path.dirname(os.path.abspath(os.fspath(self.path)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"Checkpoint path {os.fspath(self.path)!r}: the folder {folder!r} does not "
+                                    f"exist; create it first (os.makedirs)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"Checkpoint path {os.fspath(self.path)!r}: the folder {folder!r} is not writable")
 
+    def _save(self, state) -> None:
         if jax.process_index() == 0:
             save(self.path, state)
         if jax.process_count() > 1:  # every process may read the file once all have passed this point
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices(f"jaxnn.Checkpoint {os.fspath(self.path)} {int(state.epoch)}")
         self._saved_epoch = int(state.epoch)
 

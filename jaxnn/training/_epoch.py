@@ -1,99 +1,134 @@
-"""The compiled part of ``fit``: a run of minibatch steps as one ``lax.scan``.
+"""One epoch as a sequence of compiled calls over data held by the device, in chunks for progress.
 
-An epoch is one call, or several when a callback wants to hear about
-progress within it (each call then runs a chunk of the epoch's steps). The
-minibatches are gathered on the device from the epoch's permutation, so
-nothing crosses to the host inside a call. Data streamed from the host
-arrive already gathered, a chunk of minibatches at a time, and run through
-the same scan. Every step's loss is added to a running sum and tested for
-being finite; the carry records the first step whose loss was not, so a
-failure costs no host synchronisation per step.
+An epoch runs as one compiled call unless a callback wants to hear of
+progress within it; then it runs in chunks of steps, each reported once the
+next one is queued. Once the first chunk shows an epoch to be shorter than
+the callbacks' ``short_epoch``, the rest of it (and later epochs of the same
+shapes) run as one call, since reports within so short an epoch would only
+cost time. :class:`jaxnn.training._stream.StreamedEpochs` runs the same
+chunks over data sent from host memory.
 """
 
 from __future__ import annotations
 
-import functools
+import collections
+import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
-from jaxnn.training._cache import cached
-from jaxnn.training._step import train_step
+from jaxnn.training._placement import Placement, place_state
+from jaxnn.training._scan import steps_runner
+from jaxnn.training._state import TrainState
+from jaxnn.training._step import StepConfig
 
-__all__ = ["batch_runner", "step_runner"]
+__all__ = ["Call", "DeviceEpochs", "EpochResult"]
 
-
-def _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, *, steps, batch):
-    """Train on minibatches ``xs[k], ts[k]``; ``(params, opt_state, loss_sum, bad_step)``."""
-    step = functools.partial(train_step, net, optimizer, gradients, batch_split)
-
-    def body(carry, minibatch):
-        params, opt_state, total, bad, i = carry
-        params, opt_state, loss = step(params, opt_state, *minibatch)
-        bad = jnp.where((bad == steps) & ~jnp.isfinite(loss), i, bad)
-        return (params, opt_state, total + loss * batch, bad, i + 1), None
-
-    # At least float32: 16-bit losses are float32, and a 16-bit sum over an epoch would drift.
-    total = jnp.zeros((), jnp.promote_types(jnp.result_type(params[0][0]), jnp.float32))
-    carry = (params, opt_state, total, jnp.int32(steps), jnp.int32(0))
-    (params, opt_state, total, bad, _), _ = jax.lax.scan(body, carry, (xs, ts))
-    return params, opt_state, total, bad
+# Seconds per step of epochs a first chunk showed to be shorter than ``short_epoch``: later ones
+# with the same compiled run and shapes go as one call, without the measuring pause after it.
+_SHORT_EPOCHS: collections.OrderedDict = collections.OrderedDict()
+_MAX_SHORT = 32
 
 
-def _split_batches(where, xs, ts, batch, single):
-    """Ask XLA to split each minibatch over the mesh's data axis."""
-    if where is not None and where.mesh is not None and not single and batch % where.count == 0:
-        xs = jax.lax.with_sharding_constraint(xs, where.batches())
-        ts = jax.lax.with_sharding_constraint(ts, where.batches())
-    return xs, ts
+class Call(NamedTuple):
+    """One compiled call of an epoch: ``steps`` minibatches of ``batch`` rows from row ``start``."""
+
+    start: int
+    steps: int
+    batch: int
 
 
-def _run_steps(net, optimizer, gradients, batch_split, where, params, opt_state, x, t, order, start, *,
-               steps, batch, single):
-    """``steps`` minibatches of ``batch`` rows each, starting at row ``start`` of the epoch.
+class EpochResult(NamedTuple):
+    """An epoch's (or its first steps') outcome, still on the device.
 
-    Step ``k`` uses rows ``order[start + k * batch : start + (k + 1) * batch]``
-    of ``x`` and ``t`` (``order`` None: the rows in their own order). ``single``
-    scans over single examples (ins,), as the articles' per-example loop does.
-
-    Returns ``(params, opt_state, loss_sum, bad_step)``: ``loss_sum`` is the
-    sum over examples of each step's loss before its update, and
-    ``bad_step`` the first of these steps whose loss was not
-    finite, or ``steps`` if every one was.
+    ``loss_sums`` holds one sum per call; ``bad`` one ``(steps before the
+    call, steps in it, first bad step in it)`` per call.
     """
-    rows = steps * batch
-    if order is None:
-        xs = jax.lax.dynamic_slice_in_dim(x, start, rows)
-        ts = jax.lax.dynamic_slice_in_dim(t, start, rows)
-    else:
-        idx = jax.lax.dynamic_slice_in_dim(order, start, rows)
-        xs, ts = x[idx], t[idx]
-    lead = (steps,) if single else (steps, batch)
-    xs, ts = _split_batches(where, xs.reshape(lead + x.shape[1:]), ts.reshape(lead + t.shape[1:]), batch, single)
-    return _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, steps=steps, batch=batch)
+
+    state: TrainState
+    loss_sums: list
+    bad: list
 
 
-def _run_batches(net, optimizer, gradients, batch_split, where, params, opt_state, xs, ts, *, batch, single):
-    """Like ``_run_steps`` on minibatches gathered already: ``xs`` (steps, batch, ins)."""
-    xs, ts = _split_batches(where, xs, ts, batch, single)
-    return _scan(net, optimizer, gradients, batch_split, params, opt_state, xs, ts, steps=xs.shape[0], batch=batch)
+class DeviceEpochs:
+    """Runs an epoch's steps over data on the device, as compiled calls of :func:`steps_runner`."""
 
+    def __init__(self, config: StepConfig, where: Placement | None, x, t, batch_size: int, chunk: int,
+                 short_epoch: float = 0.0):
+        self.config, self.where, self.x, self.t = config, where, x, t
+        self.batch, self.chunk, self.short_epoch = batch_size, chunk, short_epoch
+        self.full, self.rest = divmod(x.shape[0], batch_size)
+        self.run = self.runner()
 
-def step_runner(net, optimizer, gradients: str, batch_split: int, where):
-    """The jitted ``run(params, opt_state, x, t, order, start, *, steps, batch, single)``, cached."""
+    def runner(self):
+        return steps_runner(self.config, self.where)
 
-    def build():
-        run = functools.partial(_run_steps, net, optimizer, gradients, batch_split, where)
-        return jax.jit(run, static_argnames=("steps", "batch", "single"))
+    def calls(self, steps: int) -> list[Call]:
+        """The compiled calls that run the first ``steps`` steps of an epoch."""
+        out, done, limit = [], 0, min(steps, self.full)
+        while done < limit:
+            k = min(self.chunk, limit - done)
+            out.append(Call(done * self.batch, k, self.batch))
+            done += k
+        if steps > self.full and self.rest:
+            out.append(Call(self.full * self.batch, 1, self.rest))
+        return out
 
-    return cached("steps", (net, gradients, batch_split, where), optimizer, build)
+    def _as_one_call(self, calls: list[Call]) -> list[Call]:
+        """``calls`` with their full minibatches merged into one call (the short last batch kept apart)."""
+        full = [c for c in calls if c.batch == self.batch]
+        merged = [Call(full[0].start, sum(c.steps for c in full), self.batch)] if full else []
+        return merged + [c for c in calls if c.batch != self.batch]
 
+    def call(self, state: TrainState, order, c: Call, prepared=None):
+        return self.run(state.params, state.opt_state, state.grad_state, self.x, self.t, order, c.start,
+                        steps=c.steps, batch=c.batch, single=self.batch == 1)
 
-def batch_runner(net, optimizer, gradients: str, batch_split: int, where):
-    """The jitted ``run(params, opt_state, xs, ts, *, batch, single)`` for streamed chunks, cached."""
+    def prepare(self, order, c: Call):
+        """Start what a call needs before it runs (nothing for device data)."""
+        return None
 
-    def build():
-        run = functools.partial(_run_batches, net, optimizer, gradients, batch_split, where)
-        return jax.jit(run, static_argnames=("batch", "single"))
+    def place_order(self, order):
+        """An epoch's permutation placed where the data are gathered by it."""
+        return place_state(order, self.where)
 
-    return cached("batches", (net, gradients, batch_split, where), optimizer, build)
+    def run_steps(self, state: TrainState, order, steps: int,
+                  on_steps: Callable[[jax.Array, int], None] | None = None) -> EpochResult:
+        """Run the first ``steps`` steps of the epoch in the order ``order`` (None: as stored).
+
+        With ``on_steps`` the epoch runs in chunks and ``on_steps(bad, done)``
+        hears of each.
+        """
+        sums, bads, done, pending = [], [], 0, None
+        calls = self.calls(steps)
+        known = (self.run, self.batch, self.x.shape[0], steps)
+        per_step = _SHORT_EPOCHS.get(known) if on_steps is not None else None
+        if per_step is not None and per_step * steps < self.short_epoch:  # measured short before: one call
+            _SHORT_EPOCHS.move_to_end(known)
+            calls = self._as_one_call(calls)
+        ready = self.prepare(order, calls[0]) if calls else None
+        started = time.perf_counter()
+        for i, c in enumerate(calls):
+            ran = self.call(state, order, c, ready)
+            state = state._replace(params=ran.params, opt_state=ran.opt_state, grad_state=ran.grad_state)
+            if i == 0 and on_steps is not None and self.short_epoch > 0 and len(calls) > 2:
+                jax.block_until_ready(ran.bad_step)
+                per_step = (time.perf_counter() - started) / c.steps
+                if per_step * steps < self.short_epoch:
+                    _SHORT_EPOCHS[known] = per_step
+                    while len(_SHORT_EPOCHS) > _MAX_SHORT:
+                        _SHORT_EPOCHS.popitem(last=False)
+                    calls[1:] = self._as_one_call(calls[1:])
+            if i + 1 < len(calls):  # the next chunk's transfer overlaps this chunk's training
+                ready = self.prepare(order, calls[i + 1])
+            sums.append(ran.loss_sum)
+            bads.append((done, c.steps, ran.bad_step))
+            if on_steps is not None:
+                if pending is not None:  # report the previous chunk once the next one is queued
+                    on_steps(*pending)
+                pending = (ran.bad_step, done + c.steps)
+            done += c.steps
+        if pending is not None:
+            on_steps(*pending)
+        return EpochResult(state, sums, bads)

@@ -1,26 +1,38 @@
-"""One training step: the loss and gradients of a minibatch, then the optimizer's update."""
+"""One training step: a gradient source's loss and updates for a minibatch, then the optimizer's update."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxnn._validation import as_array, check_network, check_opt_state, choice, flag, positive_int
+from jaxnn._validation import as_array, check_network, check_opt_state, flag, positive_int
 from jaxnn.network import Network
+from jaxnn.rules import GradientSource, as_source
 from jaxnn.training._cache import cached
 from jaxnn.training._placement import auto_batch_split, available_cores
 
-__all__ = ["GRADIENT_MODES", "check_mode", "check_optimizer", "make_train_step", "train_step", "value_and_grad"]
+__all__ = ["GRADIENT_MODES", "StepConfig", "check_batch_split", "check_optimizer", "make_train_step", "train_step"]
 
 GRADIENT_MODES = ("manual", "autodiff")
 
 
-def check_mode(gradients) -> None:
-    choice("gradients", gradients, GRADIENT_MODES)
+class StepConfig(NamedTuple):
+    """What decides a compiled step: the network, the optimizer, the gradient source, the batch split.
+
+    ``batch_split`` is an int, or ``"auto"`` to choose it per batch shape
+    while tracing, for the default device.
+    """
+
+    net: Network
+    optimizer: optax.GradientTransformation
+    source: GradientSource
+    batch_split: int | str
 
 
 def check_batch_split(batch_split) -> int | str:
@@ -30,12 +42,12 @@ def check_batch_split(batch_split) -> int | str:
     return positive_int("batch_split", batch_split)
 
 
-def check_optimizer(optimizer) -> None:
-    """Raise a TypeError that names the fix unless ``optimizer`` is an optax transformation."""
+def check_optimizer(optimizer) -> optax.GradientTransformation:
+    """``optimizer``, or a TypeError that names the fix unless it is an optax transformation."""
     if isinstance(optimizer, optax.GradientTransformation):
-        return
+        return optimizer
     if callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None)):
-        return
+        return optimizer
     if isinstance(optimizer, (int, float)) and not isinstance(optimizer, bool):
         fix = f"; to use {optimizer!r} as a learning rate pass optax.sgd({optimizer!r})"
     elif callable(optimizer):
@@ -48,53 +60,62 @@ def check_optimizer(optimizer) -> None:
     )
 
 
-def value_and_grad(net: Network, gradients: str, batch_split: int | str = 1) -> Callable:
-    """``(params, x, t) -> (loss, grads)``, the batch optionally cut into independent parts.
+def _value_and_grad(config: StepConfig, params, state, x, t):
+    """``(loss, grads, state)`` from the source, the batch optionally cut into independent parts.
 
     With ``batch_split = k`` and a batch of ``k m`` examples, the loss and
     gradients are the mean over the ``k`` parts of each part's mean, which is
     the mean over the whole batch. The parts share no computation, so XLA may
     run them at the same time (its CPU runtime runs independent matrix
-    products on separate cores). Batches that do not split evenly, and single
-    examples, are not split. ``"auto"`` picks ``k`` from the batch's shape
-    while tracing (:func:`jaxnn.training._placement.auto_batch_split`).
+    products on separate cores). Every part starts from the same source
+    state and the next state is the first part's. Batches that do not split
+    evenly, and single examples, are not split. ``"auto"`` picks ``k`` from
+    the batch's shape (:func:`jaxnn.training.auto_batch_split`).
     """
-    value_and_grad = net.value_and_backprop if gradients == "manual" else jax.value_and_grad(net.loss)
-    if batch_split == 1:
-        return value_and_grad
-
-    def split_value_and_grad(params, x, t):
-        k = batch_split
-        if k == "auto":  # chosen when the batch's shape is known, for the default device
-            k = auto_batch_split(jnp.shape(x)[0] if jnp.ndim(x) == 2 else 1,
-                                 [(layer.ins, layer.outs) for layer in net.layers],
-                                 platform=jax.default_backend(), cores=available_cores())
-        if k == 1 or jnp.ndim(x) != 2 or jnp.shape(x)[0] % k:
-            return value_and_grad(params, x, t)
-        parts = [value_and_grad(params, xi, ti) for xi, ti in zip(jnp.split(x, k), jnp.split(t, k))]
-
-        def mean(*values):
-            return sum(values) / k
-
-        return jax.tree.map(mean, *parts)
-
-    return split_value_and_grad
+    net, source, k = config.net, config.source, config.batch_split
+    if k == "auto" and jnp.ndim(x) == 2:  # chosen when the batch's shape is known, for the default device
+        k = auto_batch_split(jnp.shape(x)[0], [(layer.ins, layer.outs) for layer in net.layers],
+                             platform=jax.default_backend(), cores=available_cores())
+    if k in (1, "auto") or jnp.ndim(x) != 2 or jnp.shape(x)[0] % k:
+        return source.value_and_grad(net, params, state, x, t)
+    parts = [source.value_and_grad(net, params, state, xi, ti) for xi, ti in zip(jnp.split(x, k), jnp.split(t, k))]
+    loss, grads = jax.tree.map(lambda *values: sum(values) / k, *[(loss, grads) for loss, grads, _ in parts])
+    return loss, grads, parts[0][2]
 
 
-def train_step(net, optimizer, gradients, batch_split, params, opt_state, x, t):
-    """``(params, opt_state, loss)`` after one update; ``loss`` is taken before it."""
-    # While tracing, once per compilation: a state from another optimizer would fail deep in optax.
-    net.check_params(params)
-    check_opt_state(optimizer, params, opt_state)
-    loss, grads = value_and_grad(net, gradients, batch_split)(params, x, t)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+def train_step(config: StepConfig, params, opt_state, grad_state, x, t):
+    """``(params, opt_state, grad_state, loss)`` after one update; ``loss`` is taken before it.
+
+    Assumes its arguments checked (``make_train_step`` and ``fit`` do).
+    """
+    loss, grads, grad_state = _value_and_grad(config, params, grad_state, x, t)
+    updates, opt_state = config.optimizer.update(grads, opt_state, params)
+    updates, grad_state = config.source.after_update(config.net, params, grad_state, updates)
+    return optax.apply_updates(params, updates), opt_state, grad_state, loss
+
+
+def _checked_step(config: StepConfig, params, opt_state, x, t, grad_state=()):
+    """:func:`train_step` after checking its arguments while tracing, once per compilation."""
+    config.net.check_params(params)
+    check_opt_state(config.optimizer, params, opt_state)
+    config.source.check_state(config.net, params, grad_state, "grad_state")
+    x, t = config.net.check_inputs(params, x, t)
+    return train_step(config, params, opt_state, grad_state, x, t)
+
+
+def _as_data(name, value, labels_ok=False):
+    """Arrays as they are (NumPy's too, as ``jax.jit`` takes them); lists and bad values checked by name."""
+    if isinstance(value, jax.Array):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+        return value
+    return as_array(name, value, labels_ok=labels_ok)
 
 
 def make_train_step(
     net: Network,
     optimizer: optax.GradientTransformation,
-    gradients: str = "manual",
+    gradients: str | GradientSource = "manual",
     *,
     donate: bool = False,
     batch_split: int | str = "auto",
@@ -109,8 +130,11 @@ def make_train_step(
         net: the network.
         optimizer: any optax ``GradientTransformation``; make its state with
             ``optimizer.init(params)``.
-        gradients: ``"manual"`` for the hand-written recursion, ``"autodiff"``
-            for ``jax.grad``, so the two can be switched and compared.
+        gradients: where the updates come from: ``"manual"`` for the
+            hand-written recursion, ``"autodiff"`` for ``jax.grad``, so the
+            two can be switched and compared, or any
+            :class:`jaxnn.rules.GradientSource`, such as a learning rule of
+            :mod:`jaxnn.rules`.
         donate: let XLA write the new ``params`` and ``opt_state`` into the
             buffers of the ones passed in, saving a copy per step. The arrays
             passed in are then deleted, so only use it as
@@ -126,12 +150,19 @@ def make_train_step(
     one example (ins,) or a batch (batch, ins). The step is jitted; its
     ``lower``, ``trace`` and ``eval_shape`` are ``jax.jit``'s.
 
+    A source that keeps state (a rule's feedback matrices) needs it passed
+    and returned: ``step(params, opt_state, x, t, grad_state)`` returns
+    ``(params, opt_state, loss, grad_state)``, with ``grad_state`` made by
+    ``source.init(key, net, params)``. For backprop and ``jax.grad`` the
+    state is ``()`` and may be left out.
+
     Raises:
         TypeError, ValueError: here, for a wrong ``net``, ``optimizer``,
             ``gradients`` or ``batch_split``. From the step, when it meets new
-            shapes: for ``params``, ``x``, ``t`` that ``net.loss`` rejects, or
-            an ``opt_state`` without the structure and shapes of
-            ``optimizer.init(params)`` (a state from another optimizer).
+            shapes: for ``params``, ``x``, ``t`` that ``net.loss`` rejects, an
+            ``opt_state`` without the structure and shapes of
+            ``optimizer.init(params)`` (a state from another optimizer), or a
+            ``grad_state`` that does not fit the source.
 
     >>> import jax, jax.numpy as jnp, optax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
@@ -142,27 +173,27 @@ def make_train_step(
     True
     """
     check_network(net)
-    check_mode(gradients)
-    check_optimizer(optimizer)
+    source = as_source(gradients)
+    optimizer = check_optimizer(optimizer)
     batch_split = check_batch_split(batch_split)
     donate = flag("donate", donate)
 
     def build():
-        jitted = jax.jit(functools.partial(train_step, net, optimizer, gradients, batch_split),
-                         donate_argnums=(0, 1) if donate else ())
+        jitted = jax.jit(functools.partial(_checked_step, StepConfig(net, optimizer, source, batch_split)),
+                         donate_argnums=(0, 1, 4) if donate else ())
 
-        def step(params, opt_state, x, t):
-            """``(params, opt_state, loss)`` after one update of ``net`` by ``optimizer``."""
-            # Arrays go straight through; lists and bad values get jaxnn's conversion and message.
-            x = x if isinstance(x, jax.Array) else as_array("x", x)
-            t = t if isinstance(t, jax.Array) else as_array("t", t, labels_ok=True)
+        def step(params, opt_state, x, t, grad_state: Any = None):
+            """``(params, opt_state, loss)`` after one update; with ``grad_state``, ``(..., loss, grad_state)``."""
+            x, t = _as_data("x", x), _as_data("t", t, labels_ok=True)
             try:
-                return jitted(params, opt_state, x, t)
+                out = jitted(params, opt_state, x, t, () if grad_state is None else grad_state)
             except (TypeError, ValueError, OverflowError, DeprecationWarning):
                 # JAX refuses a leaf that is no array before tracing starts (or warns of a generator): say which
                 net.check_params(params)
                 check_opt_state(optimizer, params, opt_state)
                 raise
+            params, opt_state, grad_state_out, loss = out
+            return (params, opt_state, loss) if grad_state is None else (params, opt_state, loss, grad_state_out)
 
         # jax.jit's ahead-of-time methods (step.lower(...).compile(), ...), which take arrays as they are
         for name in ("lower", "trace", "eval_shape"):
@@ -170,4 +201,4 @@ def make_train_step(
                 setattr(step, name, getattr(jitted, name))
         return step
 
-    return cached("step", (net, gradients, donate, batch_split), optimizer, build)
+    return cached("step", (net, source, donate, batch_split), optimizer, build)

@@ -1,33 +1,27 @@
-"""Epochs as a sequence of compiled calls, on data held by the device or streamed from the host.
+"""Host streaming: training data kept in host memory and sent to the device a chunk of steps at a time.
 
-:class:`DeviceEpochs` runs an epoch as chunks of steps over data already on
-the device (one chunk per epoch unless a callback wants progress within it).
 :class:`StreamedEpochs` keeps the data in host memory (a NumPy array, or a
 ``np.memmap`` on disk that is never read whole): for each chunk of steps it
 gathers the chunk's rows on the host in the epoch's order and sends them to
 the device, issuing the next chunk's transfer while the current chunk trains
-(JAX dispatches asynchronously). The compiled scan is the same, so both give
-bitwise the same training on a CPU.
+(JAX dispatches asynchronously). The compiled scan is the one device data
+use, so both give bitwise the same training on a CPU.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import time
 
 import jax
 import numpy as np
 
-from jaxnn._validation import positive_int
+from jaxnn._validation import check_batch, check_data, positive_int
+from jaxnn.training._epoch import Call, DeviceEpochs
+from jaxnn.training._scan import batches_runner
 
-__all__ = ["DeviceEpochs", "HostStream", "StreamedEpochs"]
+__all__ = ["HostStream", "StreamedEpochs", "check_host_data"]
 
 CHECK_ROWS = 65536  # rows read at once when checking streamed data
-# Seconds per step of epochs a first chunk showed to be shorter than ``short_epoch``: later ones
-# with the same compiled run and shapes go as one call, without the measuring pause after it.
-_SHORT_EPOCHS: collections.OrderedDict = collections.OrderedDict()
-_MAX_SHORT = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,99 +60,25 @@ class HostStream:
         object.__setattr__(self, "steps_per_chunk", positive_int("steps_per_chunk", self.steps_per_chunk))
 
 
-class DeviceEpochs:
-    """Runs epochs as chunks of compiled steps on device data; replays one to find its last finite state."""
-
-    def __init__(self, run, x, t, batch_size, chunk, short_epoch=0.0):
-        self.run, self.x, self.t = run, x, t
-        self.batch, self.chunk, self.short_epoch = batch_size, chunk, short_epoch
-        self.full, self.rest = divmod(x.shape[0], batch_size)
-
-    def calls(self, steps: int):
-        """``(start_row, steps, batch)`` of the compiled calls that run the first ``steps`` steps."""
-        out, done, limit = [], 0, min(steps, self.full)
-        while done < limit:
-            k = min(self.chunk, limit - done)
-            out.append((done * self.batch, k, self.batch))
-            done += k
-        if steps > self.full and self.rest:
-            out.append((self.full * self.batch, 1, self.rest))
-        return out
-
-    def _as_one_call(self, calls):
-        """``calls`` with their full minibatches merged into one call (the short last batch kept apart)."""
-        full = [c for c in calls if c[2] == self.batch]
-        merged = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
-        return merged + [c for c in calls if c[2] != self.batch]
-
-    def call(self, params, opt_state, order, start, k, batch, prepared=None):
-        return self.run(params, opt_state, self.x, self.t, order, start, steps=k, batch=batch,
-                        single=self.batch == 1)
-
-    def prepare(self, order, start, k, batch):
-        """Start what a call needs before it runs (nothing for device data)."""
-        return None
-
-    def host_order(self, order):
-        return order
-
-    def run_steps(self, params, opt_state, order, steps, on_steps=None):
-        """Run the first ``steps`` steps of the epoch; ``(params, opt_state, loss_sums, bad_steps)``.
-
-        With ``on_steps`` the epoch runs in chunks and ``on_steps`` hears of
-        each; once the first chunk shows the epoch will take less than
-        ``short_epoch`` seconds, its other full minibatches run as one call,
-        since reports within so short an epoch would only cost time.
-        """
-        sums, bads, done, pending = [], [], 0, None
-        order = self.host_order(order)
-        calls = self.calls(steps)
-        known = (self.run, self.batch, self.x.shape[0], steps)
-        per_step = _SHORT_EPOCHS.get(known) if on_steps is not None else None
-        if per_step is not None and per_step * steps < self.short_epoch:  # measured short before: one call
-            _SHORT_EPOCHS.move_to_end(known)
-            calls = self._as_one_call(calls)
-        ready = self.prepare(order, *calls[0]) if calls else None
-        started = time.perf_counter()
-        for i, (start, k, batch) in enumerate(calls):
-            params, opt_state, s, b = self.call(params, opt_state, order, start, k, batch, ready)
-            if i == 0 and on_steps is not None and self.short_epoch > 0 and len(calls) > 2:
-                jax.block_until_ready(b)
-                per_step = (time.perf_counter() - started) / k
-                if per_step * steps < self.short_epoch:
-                    _SHORT_EPOCHS[known] = per_step
-                    while len(_SHORT_EPOCHS) > _MAX_SHORT:
-                        _SHORT_EPOCHS.popitem(last=False)
-                    calls[1:] = self._as_one_call(calls[1:])
-            if i + 1 < len(calls):  # the next chunk's transfer overlaps this chunk's training
-                ready = self.prepare(order, *calls[i + 1])
-            sums.append(s)
-            bads.append((done, k, b))
-            if on_steps is not None:
-                if pending is not None:  # report the previous chunk once the next one is queued
-                    on_steps(*pending)
-                pending = (b, done + k)
-            done += k
-        if pending is not None:
-            on_steps(*pending)
-        return params, opt_state, sums, bads
-
-
 class StreamedEpochs(DeviceEpochs):
     """Like :class:`DeviceEpochs` with ``x``, ``t`` in host memory, sent a chunk at a time."""
 
-    def __init__(self, run, x, t, batch_size, chunk, *, dtypes, where):
-        super().__init__(run, x, t, batch_size, chunk)
-        self.dtypes, self.where = dtypes, where
+    def __init__(self, config, where, x, t, batch_size, chunk, *, dtypes):
+        self.dtypes = dtypes
+        super().__init__(config, where, x, t, batch_size, chunk)
 
-    def host_order(self, order):
-        return None if order is None else np.asarray(jax.device_get(order))
+    def runner(self):
+        return batches_runner(self.config, self.where)
+
+    def place_order(self, order):
+        return np.asarray(jax.device_get(order))
 
     def _rows(self, order, lo, hi):
         return np.arange(lo, hi) if order is None else order[lo:hi]
 
-    def prepare(self, order, start, k, batch):
-        idx = self._rows(order, start, start + k * batch).reshape(k, batch)
+    def prepare(self, order, c: Call):
+        k, batch = c.steps, c.batch
+        idx = self._rows(order, c.start, c.start + k * batch).reshape(k, batch)
         out = []
         for a, dtype in zip((self.x, self.t), self.dtypes):
             shape = (k, batch) + a.shape[1:]
@@ -180,17 +100,12 @@ class StreamedEpochs(DeviceEpochs):
                 out.append(jax.device_put(host, where.replicated()))
         return tuple(out)
 
-    def _as_one_call(self, calls):
-        """``calls`` with their full minibatches merged into one call (the short last batch kept apart)."""
-        full = [c for c in calls if c[2] == self.batch]
-        merged = [(full[0][0], sum(c[1] for c in full), self.batch)] if full else []
-        return merged + [c for c in calls if c[2] != self.batch]
-
-    def call(self, params, opt_state, order, start, k, batch, prepared=None):
+    def call(self, state, order, c: Call, prepared=None):
         xs, ts = prepared
         if self.batch == 1:  # single examples: (steps, ins)
-            xs, ts = xs.reshape((k,) + xs.shape[2:]), ts.reshape((k,) + ts.shape[2:])
-        return self.run(params, opt_state, xs, ts, batch=batch, single=self.batch == 1)
+            xs, ts = xs.reshape((c.steps,) + xs.shape[2:]), ts.reshape((c.steps,) + ts.shape[2:])
+        return self.run(state.params, state.opt_state, state.grad_state, xs, ts, batch=c.batch,
+                        single=self.batch == 1)
 
 
 def check_host_data(net, params, x, t, where, check):
@@ -199,8 +114,6 @@ def check_host_data(net, params, x, t, where, check):
     Returns the dtypes the device data would have (``x`` cast to the
     parameters' dtype, float targets to ``x``'s).
     """
-    from jaxnn._validation import check_batch, check_data
-
     if np.ndim(x) != 2:
         check_batch(net.layers, np.empty(np.shape(x)), where)
     if np.ndim(t) < 1 or np.shape(t)[0] != x.shape[0]:

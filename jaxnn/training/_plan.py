@@ -1,0 +1,224 @@
+"""``fit``'s plan: every argument checked, every option resolved and placed, once, before anything runs.
+
+:func:`make_plan` turns ``fit``'s arguments into a :class:`FitPlan` and the
+state to start from; :func:`jaxnn.training._loop.run` then only runs it.
+Data already checked (the same ``jax.Array`` objects: they cannot change) are
+not scanned for bad values again.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import warnings
+import weakref
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn._validation import (
+    as_array,
+    as_target,
+    check_batch,
+    check_data,
+    check_finite_params,
+    check_key,
+    check_network,
+    check_nonempty,
+    flag,
+    non_negative_int,
+    positive_int,
+    require_target,
+)
+from jaxnn.losses import CrossEntropyLoss
+from jaxnn.rules import as_source
+from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
+from jaxnn.training._epoch import DeviceEpochs
+from jaxnn.training._placement import Placement, auto_batch_split, available_cores, place_data, place_state, placement
+from jaxnn.training._state import TrainState, check_state, start_state
+from jaxnn.training._step import StepConfig, check_batch_split, check_optimizer
+from jaxnn.training._stream import HostStream, StreamedEpochs, check_host_data
+
+__all__ = ["FitPlan", "make_plan"]
+
+MAX_EPOCH = 2**31 - 1  # jax.random.fold_in takes a 32-bit number
+# The source's state is drawn from fold_in(key, SOURCE_KEY): a number no epoch reaches.
+SOURCE_KEY = 2**32 - 1
+
+
+class FitPlan(NamedTuple):
+    """What ``fit`` runs, decided up front.
+
+    Attributes:
+        net: the network.
+        epochs: the epoch runner over the training data (on the device or streamed).
+        where: the placement (None: the default device).
+        run: what callbacks are told (first epoch, epochs, steps, examples, logged names).
+        key: the shuffling key, or None for the data's own order.
+        validation: ``(x_val, t_val)`` checked and converted, or None.
+        callbacks: the callbacks, in order.
+        check_finite: stop at the first non-finite loss.
+    """
+
+    net: Any
+    epochs: DeviceEpochs
+    where: Placement | None
+    run: FitRun
+    key: jax.Array | None
+    validation: tuple[jax.Array, jax.Array] | None
+    callbacks: list[Callback]
+    check_finite: bool
+
+
+def _check_callbacks(callbacks) -> list[Callback]:
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of jaxnn callbacks, got {type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                f"callbacks[{i}] must be a jaxnn.Callback (e.g. jaxnn.EarlyStopping()), got {type(cb).__name__}"
+            )
+    return list(callbacks)
+
+
+# Data that passed the value checks, by the identity of their (immutable) jax.Arrays.
+_CHECKED: collections.OrderedDict = collections.OrderedDict()
+_MAX_CHECKED = 64
+_lock = threading.Lock()
+
+
+def _check_values_once(net, params, x, t, given, where) -> None:
+    """``check_data``, skipping the data's scan when the same arrays passed it for an equal network."""
+    if not all(isinstance(a, jax.Array) for a in given):
+        check_data(net, params, x, t, where)
+        return
+    key = (tuple(id(a) for a in given), net.layers[-1].outs, net.loss_fn, x.dtype)
+    with _lock:
+        refs = _CHECKED.get(key)
+        seen = refs is not None and all(r() is a for r, a in zip(refs, given))
+    if seen:
+        check_finite_params(params)
+        return
+    check_data(net, params, x, t, where)
+    with _lock:
+        _CHECKED[key] = tuple(weakref.ref(a) for a in given)
+        while len(_CHECKED) > _MAX_CHECKED:
+            _CHECKED.popitem(last=False)
+
+
+def _checked_data(net, params, x, t, where: str, check: bool):
+    """``(x, t)`` checked against the network and converted; values checked when ``check``."""
+    given = (x, t)
+    x, _ = net.check_inputs(params, x)
+    require_target(t, where)
+    t = as_array("t", t, labels_ok=True)  # lists and bad values before their shape is read
+    check_batch(net.layers, x, where)
+    check_nonempty(x, where)
+    if jnp.ndim(t) < 1 or jnp.shape(t)[0] != x.shape[0]:
+        raise ValueError(
+            f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
+        )
+    t = as_target(net.layers, net.loss_fn, x, t, False)  # labels: the value checks read them, naming where
+    if check:
+        _check_values_once(net, params, x, t, given, where)
+    return x, t
+
+
+def _batch_split(batch_split, net, batch_size, where: Placement | None) -> int:
+    """``batch_split`` checked, with ``"auto"`` resolved for this net, batch and placement."""
+    if check_batch_split(batch_split) == "auto":
+        devices = [jax.devices()[0]] if where is None else where.devices
+        local = [d for d in devices if d.process_index == jax.process_index()] or devices
+        return auto_batch_split(
+            batch_size // (1 if where is None else where.count), [(layer.ins, layer.outs) for layer in net.layers],
+            platform=devices[0].platform, cores=available_cores(), devices=len(local),
+        )
+    if batch_size % batch_split:
+        raise ValueError(
+            f"batch_size must be a multiple of batch_split: got batch_size {batch_size}, batch_split {batch_split}"
+        )
+    return batch_split
+
+
+def _stream_option(stream, x, t) -> HostStream | None:
+    if stream is None and isinstance(x, np.memmap):
+        stream = HostStream()
+    if stream is not None and not isinstance(stream, HostStream):
+        raise TypeError(f"stream must be a jaxnn.HostStream or None, got {type(stream).__name__}")
+    if stream is not None and not (isinstance(x, np.ndarray) and isinstance(t, np.ndarray)):
+        raise TypeError(
+            f"stream=HostStream(...) streams NumPy arrays from host memory; got x {type(x).__name__}, "
+            f"t {type(t).__name__} (pass np.asarray(...) or leave stream out)"
+        )
+    return stream
+
+
+def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key, gradients, validation,
+              callbacks, progress, check_finite, check_data, batch_split, devices, stream
+              ) -> tuple[FitPlan, TrainState]:
+    """Check ``fit``'s arguments and decide everything it does: ``(plan, state to start from)``."""
+    # Options.
+    check_network(net)
+    source = as_source(gradients)
+    optimizer = check_optimizer(optimizer)
+    batch_size = positive_int("batch_size", batch_size)
+    epochs = non_negative_int("epochs", epochs)
+    check_key(key, "key", optional=True)
+    check_finite, check_data = flag("check_finite", check_finite), flag("check_data", check_data)
+    callbacks = _check_callbacks(callbacks)
+    if progress is not None:
+        warnings.warn("fit(progress=...) is deprecated and will be removed in the next release; pass "
+                      "callbacks=[jaxnn.ProgressBar()] instead", DeprecationWarning, stacklevel=3)
+        callbacks += [ProgressBar()] if flag("progress", progress) else []
+    where = placement(devices, batch_size)
+    config = StepConfig(net, optimizer, source, _batch_split(batch_split, net, batch_size, where))
+    stream = _stream_option(stream, x, t)
+
+    # The state to start from.
+    if isinstance(params_or_state, TrainState):
+        check_state(net, optimizer, source, params_or_state)
+    else:
+        net.check_params(params_or_state)
+    source_key = jax.random.key(0) if key is None else jax.random.fold_in(key, SOURCE_KEY)
+    state = start_state(params_or_state, optimizer, source, net, source_key)
+    if state.epoch + epochs > MAX_EPOCH:
+        raise ValueError(
+            f"epochs: a run counts at most {MAX_EPOCH} epochs (each one's shuffle folds its number into the "
+            f"key), got epoch {state.epoch} + epochs {epochs}"
+        )
+
+    # The data.
+    if stream is None:
+        x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+    else:
+        dtypes = check_host_data(net, state.params, x, t, "fit", check_data)
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
+        validation = _checked_data(net, state.params, *validation, "fit validation", check_data)
+
+    # Callbacks, chunks and placement.
+    n = x.shape[0]
+    full, rest = divmod(n, batch_size)
+    logged = ("loss",)
+    if validation is not None:
+        logged += ("val_loss",) + (("val_accuracy",) if isinstance(net.loss_fn, CrossEntropyLoss) else ())
+    logged += tuple(name for cb in callbacks for name in cb.logs)
+    run = FitRun(state.epoch, epochs, full + (rest > 0), n, net, source, logged)
+    for cb in callbacks:
+        cb.on_fit_begin(run)
+    wanted = [max(1, cb.steps_per_update) for cb in callbacks if cb.steps_per_update]
+    if stream is None:
+        short = min((cb.short_epoch for cb in callbacks if cb.steps_per_update), default=0.0)
+        runner = DeviceEpochs(config, where, *place_data(x, t, where), batch_size,
+                              min(wanted) if wanted else max(full, 1), short)
+    else:
+        runner = StreamedEpochs(config, where, x, t, batch_size, min([stream.steps_per_chunk] + wanted),
+                                dtypes=dtypes)
+    placed = place_state((state.params, state.opt_state, state.grad_state), where)
+    state = state._replace(**dict(zip(("params", "opt_state", "grad_state"), placed)))
+    return FitPlan(net, runner, where, run, key, validation, callbacks, check_finite), state
