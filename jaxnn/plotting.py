@@ -37,6 +37,7 @@ try:
     import matplotlib.axes
     from matplotlib.collections import LineCollection
     from matplotlib.colors import ListedColormap, to_rgba
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.patches import Circle, FancyBboxPatch, Patch, Rectangle
 except ImportError as error:  # pragma: no cover - exercised in a subprocess without matplotlib
     raise ImportError(
@@ -369,6 +370,7 @@ def alignment_angles(history, *, ax=None):
                 linestyle="--" if feedback else "-", marker="o" if not ok.all() else None,
                 markersize=3, label=f"{'feedback' if feedback else 'update'}, layer {layer}")
     ax.axhline(90, color="0.5", linestyle=":", linewidth=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="angle to backprop (degrees)", ylim=(0, max(95, ax.get_ylim()[1])))
     if drawn:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
