@@ -8,6 +8,7 @@ matplotlib. Install the extra with ``pip install 'jaxnn[plot]'``.
 * :func:`gradient_norms`: the norm of every layer's ``dW`` and ``db`` as bars.
 * :func:`recursion_diagram`: one example going forward through the network and
   its gradients coming back, neuron by neuron: the articles' picture.
+* :func:`alignment_angles`: a learning rule's angles to backprop over training.
 
 Every function draws on ``ax`` when given (else on a new figure), returns the
 Axes, and never calls ``plt.show``, so it works with any backend, Agg included.
@@ -36,6 +37,7 @@ try:
     import matplotlib.axes
     from matplotlib.collections import LineCollection
     from matplotlib.colors import ListedColormap, to_rgba
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.patches import Circle, FancyBboxPatch, Patch, Rectangle
 except ImportError as error:  # pragma: no cover - exercised in a subprocess without matplotlib
     raise ImportError(
@@ -43,7 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
         "pip install 'jaxnn[plot]'"
     ) from error
 
-__all__ = ["decision_regions", "gradient_norms", "recursion_diagram", "training_curves"]
+__all__ = ["alignment_angles", "decision_regions", "gradient_norms", "recursion_diagram", "training_curves"]
 
 # Class colours (regions drawn light, points dark) and the recursion's colours.
 _CLASS_COLORS = matplotlib.colormaps["tab10"].colors
@@ -305,6 +307,73 @@ def training_curves(history, *, ax=None, metrics=None):
         twin.legend(handles, labels, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
                     ncol=min(len(runs), 4) if len(runs) > 1 else min(len(labels), 3),
                     frameon=False)
+    return ax
+
+
+# --- alignment angles ----------------------------------------------------------
+
+
+def alignment_angles(history, *, ax=None):
+    """Plot a learning rule's angles to backprop over training, one colour per layer.
+
+    Reads the per-layer keys of a history (a dict of arrays, one entry per
+    epoch, as ``fit`` returns): ``align_update/<i>``, the angle between layer
+    ``i``'s update and the gradient (solid lines), and ``align_feedback/<i>``,
+    between its feedback matrix and ``W_i^T`` (dashed), both in degrees as
+    :func:`jaxnn.rules.alignment` gives them. ``epoch`` gives the x values
+    (default 1, 2, ...); NaN entries are left out, and so are series that are
+    all NaN. A dotted line marks 90 degrees: below it, an update still goes
+    downhill. The legend sits to the right of the plot, clear of the data.
+
+    Args:
+        history: a dict with ``align_update/<i>`` or ``align_feedback/<i>`` keys.
+        ax: the Axes to draw on; default a new figure's.
+
+    Returns:
+        The matplotlib Axes.
+
+    Raises:
+        TypeError: if ``history`` is not a dict of arrays.
+        ValueError: if it has no alignment keys, or arrays of different lengths.
+
+    >>> import numpy as np, matplotlib.figure
+    >>> ax = alignment_angles({"align_update/0": np.array([80.0, 60.0, 45.0]),
+    ...                        "align_feedback/1": np.array([90.0, 50.0, 20.0])},
+    ...                       ax=matplotlib.figure.Figure().add_subplot())
+    >>> [line.get_label() for line in ax.lines[:2]]
+    ['update, layer 0', 'feedback, layer 1']
+    """
+    _check_ax(ax)
+    if isinstance(history, Mapping) and history and all(isinstance(v, Mapping) for v in history.values()):
+        raise TypeError("alignment_angles draws one run: pass one history dict (one Axes per run)")
+    run = _runs(history)[None]
+    series = []
+    for key in run:
+        kind, _, layer = key.partition("/")
+        if kind in ("align_update", "align_feedback") and layer.isdigit():
+            series.append((int(layer), kind == "align_feedback", key))
+    if not series:
+        raise ValueError(
+            f"history has no alignment keys (align_update/<layer>, align_feedback/<layer>); its keys "
+            f"are {sorted(run)}"
+        )
+    if ax is None:
+        ax = _new_axes((6, 4))
+    layers = sorted({layer for layer, _, _ in series})
+    drawn = False
+    for layer, feedback, key in sorted(series):
+        ok = np.isfinite(run[key])
+        if not ok.any():
+            continue
+        drawn = True
+        ax.plot(run["epoch"][ok], run[key][ok], color=f"C{layers.index(layer) % 10}",
+                linestyle="--" if feedback else "-", marker="o" if not ok.all() else None,
+                markersize=3, label=f"{'feedback' if feedback else 'update'}, layer {layer}")
+    ax.axhline(90, color="0.5", linestyle=":", linewidth=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="angle to backprop (degrees)", ylim=(0, max(95, ax.get_ylim()[1])))
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 
 
