@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxnn._validation import real_number
+from jaxnn._checks import real_number
 
 __all__ = [
     "Activation",

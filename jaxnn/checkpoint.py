@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._validation import file_path
+from jaxnn._checks import file_path
 from jaxnn._version import __version__
 
 try:
@@ -115,7 +115,7 @@ def save(path: str | os.PathLike, tree: Any) -> str | os.PathLike:
     ...                                           jax.random.key_data(tree["key"])).all())
     ((2, 3), 7, True)
     """
-    target = file_path(path, "save path", must_exist=False)
+    target = file_path("save path", path, must_exist=False)
     entries, meta = _encode(tree)
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
@@ -123,8 +123,6 @@ def save(path: str | os.PathLike, tree: Any) -> str | os.PathLike:
             f"cannot save checkpoint {target!r}: its folder {folder!r} does not exist "
             "(create it first, e.g. os.makedirs(folder, exist_ok=True))"
         )
-    if os.path.isdir(target):
-        raise IsADirectoryError(f"cannot save checkpoint {target!r}: it is a folder, not a file")
     _reclaim_temporaries(folder, os.path.basename(target))
     _write_atomically(target, folder, {_META_KEY: np.asarray(json.dumps(meta)), **entries})
     return path
@@ -173,9 +171,7 @@ def load(path: str | os.PathLike, like: Any) -> Any:
     ...
     ValueError: checkpoint '...w.npz' does not fit `like` at [0]: saved shape (3,), expected shape (4,)
     """
-    target = file_path(path, "load path", must_exist=False)
-    if os.path.isdir(target):
-        raise IsADirectoryError(f"cannot load checkpoint {target!r}: it is a folder, not a file")
+    target = file_path("load path", path, must_exist=False)
     specs, treedef = _template(like)
     with _open_regular(target) as f:
         arrays = _read(f, target, specs, treedef)

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxnn._validation import check_network
-from jaxnn.network import Network
+from jaxnn.network import Network, check_network
 from jaxnn._types import Params
 
 __all__ = ["loss_with_backprop"]
@@ -69,7 +68,7 @@ def loss_with_backprop(net: Network) -> Callable[[Params, ArrayLike, ArrayLike],
     ...                                          jax.tree.leaves(net.backprop(params, x, t))))
     True
     """
-    check_network(net)
+    check_network("net", net)
 
     @jax.custom_vjp
     def loss(params, x, t):

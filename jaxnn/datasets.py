@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxnn._validation import file_path
+from jaxnn._checks import file_path
 
 __all__ = ["load_mnist", "parse_idx", "read_idx"]
 
@@ -85,7 +85,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         FileNotFoundError, IsADirectoryError: if ``path`` is not an existing file.
         ValueError: for a file that is not IDX, is truncated, or is a broken gzip stream.
     """
-    path = Path(file_path(path, "read_idx path"))
+    path = Path(file_path("read_idx path", path))
     data = path.read_bytes()
     if data[:2] == _GZIP_MAGIC:
         try:

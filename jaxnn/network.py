@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn.activations import Activation
@@ -21,18 +22,9 @@ from jaxnn.backprop import Trace, affine, backprop_trace
 from jaxnn.initializers import get_initializer
 from jaxnn.losses import Loss
 from jaxnn._types import Grads, Initializer, Params
-from jaxnn._validation import (
-    as_input,
-    as_target,
-    check_activations,
-    check_key,
-    check_params,
-    float_dtype,
-    positive_int,
-    require_target,
-)
+from jaxnn._checks import as_array, check_labels, float_dtype, is_traced, positive_int, prng_key, require_target
 
-__all__ = ["Layer", "Network"]
+__all__ = ["Layer", "Network", "check_batch", "check_like_params", "check_network", "check_params"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +121,7 @@ class Network:
         sizes = tuple(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-        activations = check_activations(activations, len(sizes) - 1)
+        activations = _activations_for(len(sizes) - 1, activations)
         return cls([Layer(i, o, a) for i, o, a in zip(sizes[:-1], sizes[1:], activations)], loss)
 
     @property
@@ -168,8 +160,8 @@ class Network:
             ValueError: for an unknown initialiser name, a non-float ``dtype``,
                 or float64 while ``jax_enable_x64`` is off.
         """
-        check_key(key, "net.init key")
-        dtype = float_dtype(dtype, "net.init dtype")
+        prng_key("net.init key", key)
+        dtype = float_dtype("net.init dtype", dtype)
         w_init, b_init = get_initializer(weight_init), get_initializer(bias_init)
         keys = jax.random.split(key, 2 * len(self.layers))
         params = [
@@ -179,17 +171,18 @@ class Network:
             )
             for i, layer in enumerate(self.layers)
         ]
-        check_params(self.layers, params)  # a custom initialiser may return the wrong shape
+        check_params("params", params, self.layers)  # a custom initialiser may return the wrong shape
         return params
 
     # Checks from static shapes: they run at trace time, so they work under jit.
 
     def check_params(self, params: Params) -> None:
         """Raise if ``params`` do not have the structure and shapes this network needs."""
-        check_params(self.layers, params)
+        check_params("params", params, self.layers)
 
     def check_inputs(
-        self, params: Params, x: ArrayLike, t: ArrayLike | None = None, *, check_labels: bool = True
+        self, params: Params, x: ArrayLike, t: ArrayLike | None = None, *, check_labels: bool = True,
+        names: tuple[str, str] = ("x", "t"),
     ) -> tuple[jax.Array, jax.Array | None]:
         """Check ``(params, x, t)`` as every method does, and return ``x`` and ``t`` as arrays.
 
@@ -198,14 +191,15 @@ class Network:
         so it works under ``jax.jit``. Integer class labels are checked to lie
         in ``[0, outputs)`` when they are concrete (``check_labels=False``
         skips that); under ``jax.jit`` they cannot be, and an out-of-range
-        label gives a garbage or NaN loss silently.
+        label gives a garbage or NaN loss silently. ``names`` are what messages
+        call ``x`` and ``t`` (``("validation inputs", "validation targets")``).
 
         Raises:
             ValueError, TypeError: naming the layer, the argument and the
                 shapes or dtypes expected and given.
         """
-        x = as_input(self.layers, params, x)
-        return x, (None if t is None else as_target(self.layers, self.loss_fn, x, t, check_labels))
+        x = _as_input(self.layers, params, x, names[0])
+        return x, (None if t is None else _as_target(self.layers, self.loss_fn, x, t, check_labels, names[1]))
 
     # The pure functions of params.
 
@@ -218,13 +212,13 @@ class Network:
 
     def loss(self, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Array:
         """The loss of one example, or the mean loss over a batch (a scalar)."""
-        require_target(t, "net.loss")
+        require_target("net.loss", t)
         x, t = self.check_inputs(params, x, t)
         return jnp.mean(self.loss_fn.loss(self.forward(params, x), t))
 
     def backprop_trace(self, params: Params, x: ArrayLike, t: ArrayLike) -> Trace:
         """Loss, gradients and the recursion's intermediate lists (``xs``, ``ys``, ``dxs``)."""
-        require_target(t, "net.backprop")
+        require_target("net.backprop", t)
         x, t = self.check_inputs(params, x, t)
         trace = backprop_trace(self.layers, self.loss_fn, params, x, t)
         # Same containers as the params given (list or tuple), as jax.grad would.
@@ -249,3 +243,123 @@ class Network:
         them with ``net.init(key, dtype=jnp.float64)``.
         """
         return self.backprop_trace(params, x, t).grads
+
+
+# Checks of the model's structure, for every function that takes a network and its parameters.
+
+
+def _activations_for(n: int, activations) -> tuple:
+    """One activation per layer, from one activation or a sequence of ``n`` of them."""
+    if isinstance(activations, Activation):
+        return (activations,) * n
+    if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
+        raise TypeError(
+            f"activations must be a jaxnn Activation (e.g. jaxnn.ReLU()) or a sequence of {n} of them, "
+            f"got {type(activations).__name__} {activations!r}"[:300]
+        )
+    if len(activations) != n:
+        raise ValueError(f"{n} layers need {n} activations, got {len(activations)}")
+    return tuple(activations)
+
+
+def check_network(where: str, net) -> Network:
+    """``net``, or a TypeError unless it is a :class:`Network`."""
+    if not isinstance(net, Network):
+        raise TypeError(
+            f"{where} must be a jaxnn.Network (e.g. jaxnn.Network.from_sizes((2, 3, 1), "
+            f"jaxnn.Tanh(), jaxnn.MSELoss())), got {type(net).__name__}"
+        )
+    return net
+
+
+def _check_leaf(name: str, i: int, which: str, a) -> None:
+    """Raise TypeError unless ``a``, ``name[i]``'s ``which``, is a real floating array."""
+    where = f"{name}[{i}][{'Wb'.index(which)}] ({which} of layer {i})"
+    if not isinstance(a, (jax.Array, np.ndarray, np.generic)):
+        raise TypeError(
+            f"{where} must be an array, got {type(a).__name__}"
+            + ("; a missing parameter? start from net.init(key)" if a is None else "")
+        )
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        raise TypeError(
+            f"{where} must be a floating array (float32, float64, bfloat16, float16), got dtype "
+            f"{a.dtype}; make parameters with net.init(key) or cast them with .astype(jnp.float32)"
+        )
+
+
+def check_params(name: str, params, layers: Sequence):
+    """``params``, unless they lack the structure, shapes and dtypes ``layers`` need (a static check)."""
+    prefix = "" if name == "params" else f"{name}: "
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of (W, b) tuples, one per layer (as net.init returns), "
+            f"got {type(params).__name__}"
+        )
+    if len(params) != len(layers):
+        raise ValueError(f"{name} hold {len(params)} layers but the network has {len(layers)}")
+    for i, (layer, p) in enumerate(zip(layers, params)):
+        if not isinstance(p, (list, tuple)) or len(p) != 2:
+            raise TypeError(f"{name}[{i}] must be a (W, b) pair, got {type(p).__name__}")
+        W, b = p
+        _check_leaf(name, i, "W", W)
+        _check_leaf(name, i, "b", b)
+        if jnp.shape(W) != (layer.outs, layer.ins):
+            raise ValueError(
+                f"{prefix}layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
+                f"got {jnp.shape(W)}"
+            )
+        if jnp.shape(b) != (layer.outs,):
+            raise ValueError(
+                f"{prefix}layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}"
+            )
+    return params
+
+
+def check_like_params(name: str, v, layers: Sequence, params) -> list:
+    """``v`` checked to be shaped like ``params`` and cast to their dtypes, in ``params``' containers."""
+    check_params(name, v, layers)
+    leaves = [jnp.asarray(a, jnp.result_type(p)) for a, p in zip(jax.tree.leaves(v), jax.tree.leaves(params))]
+    return jax.tree.unflatten(jax.tree.structure(params), leaves)
+
+
+def _as_input(layers: Sequence, params, x: ArrayLike, name: str) -> jax.Array:
+    """``x`` (called ``name``) checked against the first layer and cast to the parameters' dtype."""
+    check_params("params", params, layers)
+    x = as_array(name, x)
+    shape, ins = jnp.shape(x), layers[0].ins
+    if len(shape) not in (1, 2):
+        raise ValueError(
+            f"{name} must have shape ({ins},) for one example or (batch, {ins}) for a batch, got "
+            f"{shape}; for more batch axes use jax.vmap"
+        )
+    if shape[-1] != ins:
+        raise ValueError(f"{name} has last dimension {shape[-1]} but layer 0 expects {ins} inputs "
+                         f"({name} shape {shape})")
+    return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
+
+
+def _as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_values: bool, name: str) -> jax.Array:
+    """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype.
+
+    With ``check_values``, concrete integer class labels are also checked to
+    lie in the loss's range (``loss_fn.label_rule``: ``[0, outputs)`` for
+    cross-entropy); traced ones cannot be (see :func:`check_data`).
+    """
+    t = as_array(name, t, labels_ok=True)
+    out_shape = x.shape[:-1] + (layers[-1].outs,)
+    loss_fn.check_target(out_shape, t)
+    rule = loss_fn.label_rule(layers[-1].outs)
+    integer = jnp.issubdtype(t.dtype, jnp.integer)
+    if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not is_traced(t):
+        check_labels(name, t, *rule)
+    if jnp.issubdtype(t.dtype, jnp.floating):
+        t = t.astype(x.dtype)
+    return t
+
+
+def check_batch(where: str, x, layers: Sequence):
+    """``x``, unless it is not a batch (batch, ins)."""
+    if x.ndim != 2:
+        raise ValueError(f"{where} needs a batch x of shape (batch, {layers[0].ins}), got shape {x.shape}")
+    return x
+

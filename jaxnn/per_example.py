@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxnn._validation import check_batch, check_data, check_key, check_network, non_negative_number, real_number, require_target
+from jaxnn._checks import check_data, non_negative_number, prng_key, real_number, require_target
 from jaxnn.backprop import backward, forward_trace, layer_grads
 from jaxnn._types import Grads, Params
-from jaxnn.network import Network
+from jaxnn.network import Network, check_batch, check_network
 
 __all__ = ["clipped_mean_grad", "per_example_grad_norms", "per_example_grads"]
 
@@ -51,10 +51,10 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
     ...     jaxnn.per_example_grads(net, params, jax.numpy.ones((5, 3)), jax.numpy.zeros((5, 2))))]
     [(5, 2, 3), (5, 2)]
     """
-    check_network(net)
-    require_target(t, "per_example_grads")
+    check_network("net", net)
+    require_target("per_example_grads", t)
     x, t = net.check_inputs(params, x, t)
-    check_batch(net.layers, x, "per_example_grads")
+    check_batch("per_example_grads", x, net.layers)
     check_data(net, params, x, t, "per_example_grads")
     return jax.vmap(net.backprop, in_axes=(None, 0, 0))(params, x, t)
 
@@ -65,10 +65,10 @@ def _per_example_deltas(net: Network, params: Params, x: ArrayLike, t: ArrayLike
     Each example's own loss starts the recursion (no ``1 / batch``), so
     layer ``i``'s per-example ``dW`` is ``dbs[i][n] xs[i][n]^T``.
     """
-    check_network(net)
-    require_target(t, where)
+    check_network("net", net)
+    require_target(where, t)
     x, t = net.check_inputs(params, x, t)
-    check_batch(net.layers, x, where)
+    check_batch(where, x, net.layers)
     check_data(net, params, x, t, where)  # concrete data only; nothing under jit
     xs, ys = forward_trace(net.layers, params, x)
     dbs, _ = backward(net.layers, params, ys, net.loss_fn.dloss(xs[-1], t))
@@ -163,7 +163,7 @@ def clipped_mean_grad(
         real_number("clip_norm (with noise, whose scale it sets)", clip_norm)
     if noisy and key is None:
         raise ValueError("noise_multiplier is not 0, so clipped_mean_grad needs a PRNG key (key=jax.random.key(0))")
-    check_key(key, "clipped_mean_grad key", optional=True)
+    prng_key("clipped_mean_grad key", key, optional=True)
     xs, dbs = _per_example_deltas(net, params, x, t, "clipped_mean_grad")
     norms = _norms(xs, dbs)
     # w_i = min(1, C / norm_i), written so that a zero norm gives 1 and no division by 0.

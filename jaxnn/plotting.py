@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxnn._validation import as_array, check_network, non_negative_int, positive_int
+from jaxnn._checks import as_array, non_negative_int, positive_int
 from jaxnn.checking import GradientReport
+from jaxnn.network import check_network
 
 try:
     import matplotlib
@@ -129,7 +130,7 @@ def decision_regions(net, params, x=None, t=None, *, ax=None, bounds=None, resol
     >>> ax.get_xlabel()
     '$x_0$'
     """
-    check_network(net)
+    check_network("net", net)
     _check_ax(ax)
     net.check_params(params)
     resolution = positive_int("resolution", resolution)
@@ -516,7 +517,7 @@ def recursion_diagram(net, params, x, t, *, report=None, ax=None, decimals=2, ma
     >>> sum(isinstance(p, matplotlib.patches.Circle) for p in ax.patches)  # 2 + 3 + 2 neurons
     7
     """
-    check_network(net)
+    check_network("net", net)
     _check_ax(ax)
     decimals = non_negative_int("decimals", decimals)
     max_neurons = positive_int("max_neurons", max_neurons)

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from jaxnn.network import Network
+from jaxnn.network import Network, check_like_params, check_network
 from jaxnn._types import Grads, Params
-from jaxnn._validation import check_like_params, check_network, require_target
+from jaxnn._checks import require_target
 
 __all__ = ["hessian", "hvp"]
 
@@ -44,10 +44,10 @@ def hvp(net: Network, params: Params, x: ArrayLike, t: ArrayLike, v: Params) -> 
     >>> [h.shape for h in jax.tree.leaves(jaxnn.hvp(net, params, jax.numpy.ones(2), jax.numpy.zeros(1), params))]
     [(3, 2), (3,), (1, 3), (1,)]
     """
-    check_network(net)
-    require_target(t, "hvp")
+    check_network("net", net)
+    require_target("hvp", t)
     x, t = net.check_inputs(params, x, t)
-    v = check_like_params(net.layers, params, v, "v")
+    v = check_like_params("v", v, net.layers, params)
     return jax.jvp(lambda p: net.backprop(p, x, t), (params,), (v,))[1]
 
 
@@ -67,8 +67,8 @@ def hessian(net: Network, params: Params, x: ArrayLike, t: ArrayLike) -> jax.Arr
     Raises:
         ValueError, TypeError: for inputs ``net.backprop`` rejects.
     """
-    check_network(net)
-    require_target(t, "hessian")
+    check_network("net", net)
+    require_target("hessian", t)
     x, t = net.check_inputs(params, x, t)
     flat, unravel = ravel_pytree(params)
     grad = lambda f: ravel_pytree(net.backprop(unravel(f), x, t))[0]

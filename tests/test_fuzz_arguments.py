@@ -88,7 +88,7 @@ def inside(folder):
 
 def _fit(**kw):
     args = dict(net=NET, params_or_state=PARAMS, x=X, t=T, optimizer=SGD, batch_size=4, epochs=1, key=None,
-                gradients="manual", validation=None, callbacks=(), progress=False, check_finite=True,
+                gradients="manual", validation=None, callbacks=(), check_finite=True,
                 check_data=True, batch_split="auto", devices=None, stream=None)
     args.update(kw)
     net, params, x, t = (args.pop(k) for k in ("net", "params_or_state", "x", "t"))
@@ -114,7 +114,7 @@ def _train_state(**kw):
 
 def _callback(make, **kw):
     callback = make(**kw)
-    return _fit(callbacks=[callback], validation=(X, T), epochs=2, progress=False)
+    return _fit(callbacks=[callback], validation=(X, T), epochs=2)
 
 
 def _bound(fn, names, **fixed):
@@ -167,7 +167,7 @@ CALLS = {
     "make_train_step": (_step, ["net", "optimizer", "gradients", "donate", "batch_split", "params", "opt_state", "x",
                                 "t"], False),
     "fit": (_fit, ["net", "params_or_state", "x", "t", "optimizer", "batch_size", "epochs", "key", "gradients",
-                   "validation", "callbacks", "progress", "check_finite", "check_data", "batch_split", "devices",
+                   "validation", "callbacks", "check_finite", "check_data", "batch_split", "devices",
                    "stream"], True),
     "TrainState": (_train_state, ["params", "opt_state", "epoch"], True),
     "EarlyStopping": (_bound(lambda **kw: _callback(jaxnn.EarlyStopping, **kw),

@@ -33,12 +33,12 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Grads, Params
-from jaxnn._validation import check_data, check_network, non_negative_int, require_target
+from jaxnn._checks import check_data, non_negative_int, require_target
 from jaxnn.backprop import forward_trace
 from jaxnn.checking._finite_differences import choose_fd_entries, fd_values
 from jaxnn.checking._policy import compare, tolerances_for
 from jaxnn.checking._report import Comparison, ComponentCheck, GradientReport, GradientRow
-from jaxnn.network import Network
+from jaxnn.network import Network, check_network
 
 __all__ = ["check_gradients"]
 
@@ -121,12 +121,12 @@ def check_gradients(
     >>> report.ok, [(r.layer, r.param) for r in report.rows]
     (True, [(0, 'W'), (0, 'b'), (1, 'W'), (1, 'b')])
     """
-    check_network(net)
+    check_network("net", net)
     fd_entries = non_negative_int("fd_entries", fd_entries)
     if backprop is not None and not callable(backprop):
         raise TypeError(f"backprop must be a function (params, x, t) -> grads, got {type(backprop).__name__}")
     backprop = net.backprop if backprop is None else backprop
-    require_target(t, "check_gradients")
+    require_target("check_gradients", t)
     x_in, t_in = net.check_inputs(params, x, t)
     check_data(net, params, x_in, t_in, "check_gradients")
     dtype = x_in.dtype

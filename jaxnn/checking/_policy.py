@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._validation import as_array, as_dtype, non_negative_number, real_number
+from jaxnn._checks import as_array, dtype_like, non_negative_number, real_number
 from jaxnn.checking._report import Comparison, Tolerances
 
 __all__ = ["FD_SAFETY", "FD_STEP", "compare", "tolerances_for"]
@@ -64,7 +64,7 @@ def tolerances_for(dtype, loss: float = 1.0) -> Tolerances:
         dtype: the parameters' float dtype.
         loss: the loss value; finite differences lose ``eps64 |L| / h`` to rounding.
     """
-    dtype = as_dtype(dtype)
+    dtype = dtype_like("dtype", dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a float dtype (float32, float64, bfloat16, float16), got {dtype.name}")
     real_number("loss", loss)

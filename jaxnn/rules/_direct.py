@@ -7,7 +7,7 @@ import math
 
 import jax
 
-from jaxnn._validation import check_key
+from jaxnn._checks import prng_key
 from jaxnn.backprop import Direct
 from jaxnn.rules._source import GradientSource
 from jaxnn.rules._transport import backprop_with, check_matrices
@@ -60,7 +60,7 @@ class DirectFeedbackAlignment(GradientSource):
             ValueError: for a network without hidden layers.
         """
         _check_hidden(net, "DirectFeedbackAlignment.init")
-        check_key(key, "DirectFeedbackAlignment.init key")
+        prng_key("DirectFeedbackAlignment.init key", key)
         keys = jax.random.split(key, len(params) - 1)
         outs_last = params[-1][0].shape[0]
         return {

@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxnn._validation import check_key, real_number
+from jaxnn._checks import prng_key, real_number
 from jaxnn.rules._source import GradientSource
 from jaxnn.rules._transport import backprop_with, check_matrices
 
@@ -42,7 +42,7 @@ class _TransposeStandIns(GradientSource):
         backprop's scale layer after layer. Layer 0 has none: no error is sent
         to the input. Replace any entry to set your own (same shape and dtype).
         """
-        check_key(key, f"{type(self).__name__}.init key")
+        prng_key(f"{type(self).__name__}.init key", key)
         keys = jax.random.split(key, len(params))
         return {
             i: (jax.random.normal(keys[i], W.shape, W.dtype) * (1 / math.sqrt(W.shape[1]))).T

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxnn._types import Grads, Params
-from jaxnn._validation import require_target
+from jaxnn._checks import require_target
 from jaxnn.backprop import Transport, backprop_trace
 
 __all__ = ["backprop_with"]
@@ -46,7 +46,7 @@ def backprop_with(net, params: Params, x: ArrayLike, t: ArrayLike,
     >>> bool(jnp.allclose(grads[0][0], net.backprop(params, x, t)[0][0]))
     True
     """
-    require_target(t, "backprop_with")
+    require_target("backprop_with", t)
     x, t = net.check_inputs(params, x, t)
     trace = backprop_trace(net.layers, net.loss_fn, params, x, t, transport)
     # The containers of the params given (list or tuple), as jax.grad would.

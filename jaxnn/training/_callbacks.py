@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 from jax.experimental import multihost_utils
 
-from jaxnn._validation import choice, file_path, flag, non_negative_int, non_negative_number, positive_int, real_number
+from jaxnn._checks import choice, file_path, flag, non_negative_int, non_negative_number, positive_int, real_number
 from jaxnn.checkpoint import save
 from jaxnn.training._state import TrainState
 
@@ -167,9 +167,7 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path: str | os.PathLike, every: int = 1):
-        target = file_path(path, "Checkpoint path", must_exist=False)
-        if os.path.isdir(target):
-            raise IsADirectoryError(f"Checkpoint path {target!r} is a folder; name a file in it, e.g. run.npz")
+        file_path("Checkpoint path", path, must_exist=False)
         self.path = path
         self.every = positive_int("every", every)
         self._saved_epoch = None

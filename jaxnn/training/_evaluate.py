@@ -10,8 +10,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn._types import Params
-from jaxnn._validation import check_batch, check_data, check_network, check_nonempty, flag, positive_int, require_target
-from jaxnn.network import Network
+from jaxnn._checks import check_data, check_nonempty, flag, positive_int, require_target
+from jaxnn.network import Network, check_batch, check_network
 
 __all__ = ["counts_correct", "evaluate"]
 
@@ -81,13 +81,13 @@ def evaluate(
     >>> jaxnn.evaluate(net, params, jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0]))["accuracy"]
     0.5
     """
-    check_network(net)
+    check_network("net", net)
     batch_size = positive_int("batch_size", batch_size)
     check = flag("check", check)
-    require_target(t, "evaluate")
+    require_target("evaluate", t)
     x, t = net.check_inputs(params, x, t, check_labels=False)  # check_data does, naming where
-    check_batch(net.layers, x, "evaluate")
-    check_nonempty(x, "evaluate")
+    check_batch("evaluate", x, net.layers)
+    check_nonempty("evaluate", x)
     if check:
         check_data(net, params, x, t, "evaluate")
     n = x.shape[0]

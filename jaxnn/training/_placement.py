@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnn._validation import as_array, non_negative_int, positive_int
+from jaxnn._checks import as_array, non_negative_int, positive_int
 
 __all__ = ["DATA_AXES", "Placement", "auto_batch_split", "available_cores", "global_rows", "local_replica",
            "place_data", "place_state", "placement", "process_rows"]

@@ -18,20 +18,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._validation import (
+from jaxnn._checks import (
     as_array,
-    as_target,
-    check_batch,
     check_data,
     check_finite_params,
-    check_key,
-    check_network,
     check_nonempty,
     flag,
     non_negative_int,
     positive_int,
+    prng_key,
     require_target,
 )
+from jaxnn.network import check_batch, check_network
 from jaxnn.rules import as_source
 from jaxnn.training._callbacks import Callback, FitRun, ProgressBar
 from jaxnn.training._epoch import DeviceEpochs
@@ -110,19 +108,23 @@ def _check_values_once(net, params, x, t, given, where) -> None:
             _CHECKED.popitem(last=False)
 
 
-def _checked_data(net, params, x, t, where: str, check: bool):
-    """``(x, t)`` checked against the network and converted; values checked when ``check``."""
+def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
+    """``(x, t)`` checked against the network and converted; values checked when ``check``.
+
+    ``names`` are what messages call them (the validation data's own names).
+    """
     given = (x, t)
-    x, _ = net.check_inputs(params, x)
-    require_target(t, where)
-    t = as_array("t", t, labels_ok=True)  # lists and bad values before their shape is read
-    check_batch(net.layers, x, where)
-    check_nonempty(x, where)
+    x, _ = net.check_inputs(params, x, names=names)
+    require_target(where, t)
+    t = as_array(names[1], t, labels_ok=True)  # lists and bad values before their shape is read
+    check_batch(where, x, net.layers)
+    check_nonempty(where, x)
     if jnp.ndim(t) < 1 or jnp.shape(t)[0] != x.shape[0]:
         raise ValueError(
-            f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {jnp.shape(t)}"
+            f"{where}: {names[0]} and {names[1]} must hold the same number of examples: {names[0]} shape "
+            f"{x.shape}, {names[1]} shape {jnp.shape(t)}"
         )
-    t = as_target(net.layers, net.loss_fn, x, t, False)  # labels: the value checks read them, naming where
+    _, t = net.check_inputs(params, x, t, check_labels=False, names=names)  # the value checks read labels
     if check:
         _check_values_once(net, params, x, t, given, where)
     return x, t
@@ -162,12 +164,12 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
               ) -> tuple[FitPlan, TrainState]:
     """Check ``fit``'s arguments and decide everything it does: ``(plan, state to start from)``."""
     # Options.
-    check_network(net)
+    check_network("net", net)
     source = as_source(gradients)
     optimizer = check_optimizer(optimizer)
     batch_size = positive_int("batch_size", batch_size)
     epochs = non_negative_int("epochs", epochs)
-    check_key(key, "key", optional=True)
+    prng_key("key", key, optional=True)
     check_finite, check_data = flag("check_finite", check_finite), flag("check_data", check_data)
     callbacks = _check_callbacks(callbacks)
     if progress is not None:
@@ -199,7 +201,8 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
-        validation = _checked_data(net, state.params, *validation, "fit validation", check_data)
+        validation = _checked_data(net, state.params, *validation, "fit validation", check_data,
+                                   names=("validation inputs", "validation targets"))
 
     # Callbacks, chunks and placement.
     n = x.shape[0]

@@ -11,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn._validation import as_array, check_network, check_opt_state, flag, positive_int
-from jaxnn.network import Network
+from jaxnn._checks import as_array, flag, positive_int
+from jaxnn.network import Network, check_network
 from jaxnn.rules import GradientSource, as_source
 from jaxnn.training._cache import cached
 from jaxnn.training._placement import auto_batch_split, available_cores
+from jaxnn.training._state import check_opt_state
 
 __all__ = ["GRADIENT_MODES", "StepConfig", "check_batch_split", "check_optimizer", "make_train_step", "train_step"]
 
@@ -172,7 +173,7 @@ def make_train_step(
     >>> step is jaxnn.make_train_step(net, optax.sgd(0.1))
     True
     """
-    check_network(net)
+    check_network("net", net)
     source = as_source(gradients)
     optimizer = check_optimizer(optimizer)
     batch_split = check_batch_split(batch_split)

@@ -15,7 +15,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxnn._validation import check_batch, check_data, positive_int
+from jaxnn._checks import check_data, positive_int
+from jaxnn.network import check_batch
 from jaxnn.training._epoch import Call, DeviceEpochs
 from jaxnn.training._scan import batches_runner
 
@@ -115,7 +116,7 @@ def check_host_data(net, params, x, t, where, check):
     parameters' dtype, float targets to ``x``'s).
     """
     if np.ndim(x) != 2:
-        check_batch(net.layers, np.empty(np.shape(x)), where)
+        check_batch(where, np.empty(np.shape(x)), net.layers)
     if np.ndim(t) < 1 or np.shape(t)[0] != x.shape[0]:
         raise ValueError(
             f"{where}: x and t must hold the same number of examples: x shape {x.shape}, t shape {np.shape(t)}"

@@ -1,4 +1,12 @@
-"""Input checks shared by every public function, so each message is written once.
+"""Checks of single values, shared by every public function so that each message is written once.
+
+One convention: ``check(name, value, ...)`` returns ``value`` (converted
+where that is the point, as in :func:`as_array`) or raises a ``ValueError``
+or ``TypeError`` that names ``name``, says what was expected and what was
+given. This module imports nothing else of jaxnn, so every module may use
+it; checks that know the model live with it (:mod:`jaxnn.network`), those of
+an optimizer's state with the training state, and a loss's value rules on
+the loss (read here through its ``label_rule`` and ``target_range``).
 
 Shape and type checks read only static information (``jnp.shape``, dtypes,
 Python types), so they also run while ``jax.jit`` traces. Checks of values
@@ -9,38 +17,32 @@ Python types), so they also run while ``jax.jit`` traces. Checks of values
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Sequence
+import os
+import warnings
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 __all__ = [
     "as_array",
-    "as_dtype",
-    "check_activations",
-    "check_key",
-    "check_labels",
-    "check_nonempty",
-    "check_opt_state",
-    "choice",
-    "flag",
-    "check_like_params",
-    "check_network",
-    "file_path",
-    "float_dtype",
-    "real_number",
-    "require_target",
-    "check_params",
-    "as_input",
-    "as_target",
-    "check_batch",
     "check_data",
     "check_finite_params",
-    "positive_int",
+    "check_labels",
+    "check_nonempty",
+    "choice",
+    "dtype_like",
+    "file_path",
+    "flag",
+    "float_dtype",
+    "is_traced",
     "non_negative_int",
     "non_negative_number",
+    "positive_int",
+    "prng_key",
+    "real_number",
+    "require_target",
 ]
 
 
@@ -80,7 +82,7 @@ def choice(name: str, value, options: Sequence[str]) -> str:
     return value
 
 
-def _is_traced(*arrays) -> bool:
+def is_traced(*arrays) -> bool:
     return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(arrays))
 
 
@@ -97,34 +99,35 @@ def real_number(name: str, value, *, finite: bool = True):
     if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or real_array):
         shown = f"{type(value).__name__} {value!r}"[:80]
         raise TypeError(f"{name} must be a real number such as 0.1, got {shown}")
-    if not _is_traced(value):
+    if not is_traced(value):
         try:
             float(value)
         except OverflowError:  # a Python int beyond float's range
             raise ValueError(f"{name} is too large for a float: {value!r}"[:200]) from None
-    if finite and not _is_traced(value) and not np.isfinite(float(value)):
+    if finite and not is_traced(value) and not np.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return value
 
 
-def non_negative_number(name: str, value) -> None:
-    """Raise TypeError unless ``value`` is a real number, ValueError if a concrete one is negative or NaN."""
+def non_negative_number(name: str, value):
+    """``value``; TypeError unless it is a real number, ValueError if a concrete one is negative or NaN."""
     real_number(name, value, finite=False)
-    if not _is_traced(value) and not float(value) >= 0:
+    if not is_traced(value) and not float(value) >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return value
 
 
-def check_key(key, where: str = "key", *, optional: bool = False) -> None:
-    """Raise TypeError unless ``key`` is a PRNG key: ``jax.random.key(0)`` or a raw ``PRNGKey``.
+def prng_key(where: str, key, *, optional: bool = False):
+    """``key``, or a TypeError unless it is a PRNG key: ``jax.random.key(0)`` or a raw ``PRNGKey``.
 
     With ``optional``, None is accepted too.
     """
     if key is None and optional:
-        return
+        return key
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return
+        return key
     if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-        return  # a raw jax.random.PRNGKey
+        return key  # a raw jax.random.PRNGKey
     given = f"{type(key).__name__} {key!r}" if _is_int(key) or key is None else type(key).__name__
     if isinstance(key, (jax.Array, np.ndarray)):
         given += f" of dtype {key.dtype} and shape {key.shape}"
@@ -135,10 +138,8 @@ def check_key(key, where: str = "key", *, optional: bool = False) -> None:
     )
 
 
-def as_dtype(dtype, where: str = "dtype") -> np.dtype:
+def dtype_like(where: str, dtype) -> np.dtype:
     """``dtype`` (a dtype, a scalar type or its name) as a NumPy dtype, or a TypeError naming ``where``."""
-    import warnings
-
     if isinstance(dtype, (jax.Array, np.ndarray, np.generic)):  # an array, not its dtype
         raise TypeError(f"{where} must be a float dtype such as jnp.float32, got an array; pass its .dtype")
     try:
@@ -149,7 +150,7 @@ def as_dtype(dtype, where: str = "dtype") -> np.dtype:
         raise TypeError(f"{where} must be a float dtype such as jnp.float32, got {dtype!r}"[:200]) from None
 
 
-def float_dtype(dtype, where: str = "dtype") -> np.dtype:
+def float_dtype(where: str, dtype) -> np.dtype:
     """``dtype`` as a floating NumPy dtype (None: JAX's default float), or a clear error.
 
     Raises:
@@ -159,7 +160,7 @@ def float_dtype(dtype, where: str = "dtype") -> np.dtype:
     """
     if dtype is None:
         return jnp.dtype(jnp.result_type(float))
-    dt = as_dtype(dtype, where)
+    dt = dtype_like(where, dtype)
     if not jnp.issubdtype(dt, jnp.floating):
         raise ValueError(
             f"{where} must be a float dtype (float32, float64, bfloat16, float16), got {dt.name}"
@@ -172,108 +173,34 @@ def float_dtype(dtype, where: str = "dtype") -> np.dtype:
     return dt
 
 
-def check_activations(activations, n: int) -> tuple:
-    """One activation per layer, from one activation or a sequence of ``n`` of them."""
-    from jaxnn.activations import Activation  # activations.py imports this module
-
-    if isinstance(activations, Activation):
-        return (activations,) * n
-    if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
-        raise TypeError(
-            f"activations must be a jaxnn Activation (e.g. jaxnn.ReLU()) or a sequence of {n} of them, "
-            f"got {type(activations).__name__} {activations!r}"[:300]
-        )
-    if len(activations) != n:
-        raise ValueError(f"{n} layers need {n} activations, got {len(activations)}")
-    return tuple(activations)
-
-
-def file_path(path, where: str = "path", *, must_exist: bool = True) -> str:
+def file_path(where: str, path, *, must_exist: bool = True) -> str:
     """``path`` as a str; with ``must_exist``, a clear error unless it names an existing file.
+
+    The one place a path is told from a folder: with ``must_exist=False``
+    a folder is still refused, since a file is what will be written there.
 
     Raises:
         TypeError: ``path`` is not a str or ``os.PathLike``.
         FileNotFoundError: it does not exist.
         IsADirectoryError: it is a folder.
     """
-    import os
-
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{where} must be a str or os.PathLike, got {type(path).__name__} {path!r}"[:200])
     target = os.fspath(path)
     if not isinstance(target, str):
         raise TypeError(f"{where} must name a file as text, got {type(target).__name__}")
-    if must_exist and os.path.isdir(target):
-        raise IsADirectoryError(f"{where} {target!r} is a folder, not a file")
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"{where} {target!r} is a folder, not a file; name a file in it")
     if must_exist and not os.path.exists(target):
         raise FileNotFoundError(f"{where} {target!r} does not exist")
     return target
 
 
-def require_target(t, where: str) -> None:
-    """Raise TypeError if the targets ``t`` are missing (None)."""
+def require_target(where: str, t):
+    """``t``, or a TypeError if the targets are missing (None)."""
     if t is None:
         raise TypeError(f"{where} needs targets t (an array), got None")
-
-
-def check_network(net, where: str = "net") -> None:
-    """Raise TypeError unless ``net`` is a :class:`jaxnn.Network`."""
-    from jaxnn.network import Network  # network.py imports this module
-
-    if not isinstance(net, Network):
-        raise TypeError(
-            f"{where} must be a jaxnn.Network (e.g. jaxnn.Network.from_sizes((2, 3, 1), "
-            f"jaxnn.Tanh(), jaxnn.MSELoss())), got {type(net).__name__}"
-        )
-
-
-def _check_leaf(name: str, i: int, which: str, a) -> None:
-    """Raise TypeError unless ``a``, ``name[i]``'s ``which``, is a real floating array."""
-    where = f"{name}[{i}][{'Wb'.index(which)}] ({which} of layer {i})"
-    if not isinstance(a, (jax.Array, np.ndarray, np.generic)):
-        raise TypeError(
-            f"{where} must be an array, got {type(a).__name__}"
-            + ("; a missing parameter? start from net.init(key)" if a is None else "")
-        )
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-        raise TypeError(
-            f"{where} must be a floating array (float32, float64, bfloat16, float16), got dtype "
-            f"{a.dtype}; make parameters with net.init(key) or cast them with .astype(jnp.float32)"
-        )
-
-
-def check_params(layers: Sequence, params, name: str = "params") -> None:
-    """Raise if ``params`` (called ``name``) do not have the structure, shapes and dtypes ``layers`` need."""
-    prefix = "" if name == "params" else f"{name}: "
-    if not isinstance(params, (list, tuple)):
-        raise TypeError(
-            f"{name} must be a list of (W, b) tuples, one per layer (as net.init returns), "
-            f"got {type(params).__name__}"
-        )
-    if len(params) != len(layers):
-        raise ValueError(f"{name} hold {len(params)} layers but the network has {len(layers)}")
-    for i, (layer, p) in enumerate(zip(layers, params)):
-        if not isinstance(p, (list, tuple)) or len(p) != 2:
-            raise TypeError(f"{name}[{i}] must be a (W, b) pair, got {type(p).__name__}")
-        W, b = p
-        _check_leaf(name, i, "W", W)
-        _check_leaf(name, i, "b", b)
-        if jnp.shape(W) != (layer.outs, layer.ins):
-            raise ValueError(
-                f"{prefix}layer {i}: W must have shape (outs, ins) = {(layer.outs, layer.ins)}, "
-                f"got {jnp.shape(W)}"
-            )
-        if jnp.shape(b) != (layer.outs,):
-            raise ValueError(
-                f"{prefix}layer {i}: b must have shape (outs,) = {(layer.outs,)}, got {jnp.shape(b)}"
-            )
-
-
-def check_like_params(layers: Sequence, params, v, name: str = "v") -> list:
-    """``v`` checked to be shaped like ``params`` and cast to their dtypes, in ``params``' containers."""
-    check_params(layers, v, name)
-    leaves = [jnp.asarray(a, jnp.result_type(p)) for a, p in zip(jax.tree.leaves(v), jax.tree.leaves(params))]
-    return jax.tree.unflatten(jax.tree.structure(params), leaves)
+    return t
 
 
 def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
@@ -304,139 +231,19 @@ def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
     return jnp.asarray(value)
 
 
-def as_input(layers: Sequence, params, x: ArrayLike) -> jax.Array:
-    """``x`` checked against the first layer and cast to the parameters' dtype."""
-    check_params(layers, params)
-    x = as_array("x", x)
-    shape, ins = jnp.shape(x), layers[0].ins
-    if len(shape) not in (1, 2):
-        raise ValueError(
-            f"x must have shape ({ins},) for one example or (batch, {ins}) for a batch, got "
-            f"{shape}; for more batch axes use jax.vmap"
-        )
-    if shape[-1] != ins:
-        raise ValueError(f"x has last dimension {shape[-1]} but layer 0 expects {ins} inputs (x shape {shape})")
-    return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
-
-
-def as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_values: bool = True) -> jax.Array:
-    """``t`` checked against the loss and the network's output; float targets take ``x``'s dtype.
-
-    With ``check_values``, concrete integer class labels are also checked to
-    lie in the loss's range (``loss_fn.label_rule``: ``[0, outputs)`` for
-    cross-entropy); traced ones cannot be (see :func:`check_data`).
-    """
-    t = as_array("t", t, labels_ok=True)
-    out_shape = x.shape[:-1] + (layers[-1].outs,)
-    loss_fn.check_target(out_shape, t)
-    rule = loss_fn.label_rule(layers[-1].outs)
-    integer = jnp.issubdtype(t.dtype, jnp.integer)
-    if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not _is_traced(t):
-        check_labels(t, *rule, "t")
-    if jnp.issubdtype(t.dtype, jnp.floating):
-        t = t.astype(x.dtype)
-    return t
-
-
-def check_nonempty(x: jax.Array, where: str) -> None:
-    """Raise unless the batch ``x`` holds at least one example (a shape check: it runs under ``jax.jit``)."""
+def check_nonempty(where: str, x):
+    """``x``, unless the batch holds no example (a shape check: it runs under ``jax.jit``)."""
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
+    return x
 
 
-def check_opt_state(optimizer, params, opt_state, where: str = "opt_state") -> None:
-    """Raise unless ``opt_state`` has the structure and leaf shapes of ``optimizer.init(params)``.
-
-    Only structure and shapes are compared (``jax.eval_shape``), so it also
-    runs while ``jax.jit`` traces; dtypes may differ (a loaded count may be
-    int32 where a fresh one is int64).
-
-    Raises:
-        TypeError: a different structure (another optimizer's state, a
-            missing part) or a leaf that is not an array.
-        ValueError: a leaf of another shape; the message names its key path.
-    """
-    fix = "make it with optimizer.init(params) for this optimizer and these parameters"
-    try:
-        expected = jax.eval_shape(optimizer.init, params)
-    except Exception:  # an init that cannot be traced: nothing to compare with
-        return
-    # an iterator (a generator) is a leaf here, refused below, rather than JAX's deprecation warning
-    given_leaves, given_def = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=lambda v: isinstance(v, Iterator))
-    want_leaves, want_def = jax.tree_util.tree_flatten_with_path(expected)
-    if given_def != want_def:
-        given_paths = [jax.tree_util.keystr(k) for k, _ in given_leaves]
-        want_paths = [jax.tree_util.keystr(k) for k, _ in want_leaves]
-        missing = [p for p in want_paths if p not in given_paths]
-        extra = [p for p in given_paths if p not in want_paths]
-        given, want = _describe_state(opt_state, len(given_leaves)), _describe_state(expected, len(want_leaves))
-        if _state_classes(opt_state) != _state_classes(expected):
-            if _state_classes(opt_state):
-                detail = f"it looks like another optimizer's state: {given}, where optimizer.init(params) gives {want}"
-                fix = "resume with the optimizer that made it, or start afresh with optimizer.init(params)"
-            else:
-                detail = f"it is not an optax optimizer state: {given}, where optimizer.init(params) gives {want}"
-        elif missing or extra:
-            which, paths = ("missing", missing) if missing else ("not in optimizer.init(params)", extra)
-            named = _short_list([where + p for p in paths], 3)
-            leaves = f"the leaf {named} is" if len(paths) == 1 else f"{len(paths)} leaves are {which}: {named}"
-            detail = (f"{leaves}{' ' + which if len(paths) == 1 else ''} "
-                      f"(it holds {given}, where optimizer.init(params) gives {want})")
-        else:
-            detail = f"its containers differ: {given}, where optimizer.init(params) gives {want}"
-        raise TypeError(f"{where} does not fit the optimizer and params: {detail}; {fix}")
-    for (path, leaf), (_, want) in zip(given_leaves, want_leaves):
-        name = f"{where}{jax.tree_util.keystr(path)}"
-        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) or isinstance(leaf, complex):
-            raise TypeError(f"{name} must be an array, got {type(leaf).__name__}; {fix}")
-        if jnp.shape(leaf) != want.shape:
-            raise ValueError(f"{name} has shape {jnp.shape(leaf)} but the optimizer expects {want.shape}; {fix}")
-
-
-def _state_classes(tree) -> list[str]:
-    """The names of the NamedTuple classes in an optimizer state, in order (optax's ``ScaleByAdamState``, ...)."""
-    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
-        return [type(tree).__name__] + [n for part in tree for n in _state_classes(part)]
-    if isinstance(tree, (tuple, list)):
-        return [n for part in tree for n in _state_classes(part)]
-    if isinstance(tree, dict):
-        return [n for part in tree.values() for n in _state_classes(part)]
-    return []
-
-
-def _short_list(items: Sequence[str], most: int = 4) -> str:
-    """``items`` joined with commas; past ``most`` of them, whole items only and '... (n more)'."""
-    items = list(items)
-    if len(items) <= most:
-        return ", ".join(items)
-    return ", ".join(items[:most]) + f", ... ({len(items) - most} more)"
-
-
-def _describe_state(tree, leaves: int) -> str:
-    """An optimizer state in a few words: 'a tuple (ScaleByAdamState, EmptyState) of 9 arrays'."""
-    if tree is None:
-        return "None"
-    arrays = f"{leaves} array{'' if leaves == 1 else 's'}"
-    classes = _state_classes(tree)
-    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
-        return f"a {_short_list(classes)} of {arrays}"
-    if classes:
-        return f"a {type(tree).__name__} ({_short_list(classes)}) of {arrays}"
-    return f"a {type(tree).__name__} of {arrays}"
-
-
-def check_batch(layers: Sequence, x: jax.Array, where: str) -> None:
-    """Raise unless ``x`` is a batch (batch, ins)."""
-    if x.ndim != 2:
-        raise ValueError(f"{where} needs a batch x of shape (batch, {layers[0].ins}), got shape {x.shape}")
-
-
-def check_labels(t: jax.Array, classes: int, wording: str, where: str) -> None:
-    """Raise unless the concrete integer labels ``t`` lie in ``[0, classes)``; ``wording`` says why."""
+def check_labels(where: str, t, classes: int, wording: str):
+    """``t``, unless its concrete integer labels fall outside ``[0, classes)``; ``wording`` says why."""
     # NumPy on the host: inside a jax.jit trace, jnp on closed-over arrays would give tracers.
     flat = np.asarray(t).ravel()
     if flat.size == 0:
-        return
+        return t
     low, high = int(flat.min()), int(flat.max())
     if low < 0 or high >= classes:
         bad = int(np.argmax((flat < 0) | (flat >= classes)))
@@ -444,6 +251,7 @@ def check_labels(t: jax.Array, classes: int, wording: str, where: str) -> None:
             f"{where} holds class labels outside [0, {classes}) {wording}: "
             f"min {low}, max {high}, first bad label {int(flat[bad])} at row {bad}"
         )
+    return t
 
 
 def _first_bad(a) -> tuple[int, ...]:
@@ -515,7 +323,7 @@ def _raise_non_finite_params(params, params_ok) -> None:
 def check_finite_params(params) -> None:
     """Raise a ValueError naming the layer unless every concrete parameter is finite (the part of
     :func:`check_data` that reads only the parameters)."""
-    if _is_traced(params):
+    if is_traced(params):
         return
     if _on_host(params):
         params_ok = _host_summaries(params, np.zeros((0,)), np.zeros((0,), np.int32))[0]
@@ -538,15 +346,15 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     There an out-of-range label gives a garbage or NaN loss silently, and NaN
     inputs give NaN outputs.
     """
-    check_nonempty(x, where)
-    if _is_traced(params, x, t):
+    check_nonempty(where, x)
+    if is_traced(params, x, t):
         return
     t_arr = jnp.zeros((0,), jnp.int32) if t is None else t
     if _on_host(params, x, t_arr):  # NumPy reads CPU buffers in place, several times faster than XLA's reductions
         summaries = _host_summaries(params, x, t_arr)
     else:
         summaries = (_params_summary(list(map(tuple, params))), _data_summary(x, t_arr))
-        if _is_traced(summaries):  # inside a caller's jax.jit, on arrays it closed over: read them on the host
+        if is_traced(summaries):  # inside a caller's jax.jit, on arrays it closed over: read them on the host
             summaries = _host_summaries(params, x, t_arr)
     params_ok, (x_ok, t_ok, low, high) = jax.device_get(summaries)
     _raise_non_finite_params(params, params_ok)
@@ -560,7 +368,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if jnp.issubdtype(t.dtype, jnp.integer):
         rule = net.loss_fn.label_rule(net.layers[-1].outs)
         if rule is not None and t.shape == x.shape[:-1] and (low < 0 or high >= rule[0]):
-            check_labels(t, *rule, f"{where}: t")  # reads the labels only to name the first bad one
+            check_labels(f"{where}: t", t, *rule)  # reads the labels only to name the first bad one
         return
     if not t_ok:
         raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
