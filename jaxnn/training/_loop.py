@@ -52,10 +52,10 @@ def run(plan: FitPlan, state: TrainState) -> tuple[TrainState, dict[str, np.ndar
 
 
 def _order(plan: FitPlan, epoch: int):
-    """Epoch ``epoch``'s order of the examples, ``permutation(fold_in(key, epoch), n)``, where the data are."""
+    """Epoch ``epoch``'s order of the examples, drawn per shard of rows, where the data are (None: as stored)."""
     if plan.key is None:
         return None
-    return plan.epochs.place_order(jax.random.permutation(jax.random.fold_in(plan.key, epoch), plan.run.examples))
+    return plan.epochs.order(plan.key, epoch)
 
 
 def _reporter(plan: FitPlan):

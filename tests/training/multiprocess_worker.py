@@ -1,11 +1,14 @@
-"""One process of the two-process training test (tests/training/test_multiprocess.py); also the one-process reference.
+"""One process of the two-process training test (tests/training/test_multiprocess.py); also the one-process references.
 
-python tests/multiprocess_worker.py FOLDER NUM_PROCESSES PROCESS_ID PORT
+python tests/training/multiprocess_worker.py FOLDER NUM_PROCESSES PROCESS_ID PORT
 
 Trains 2 epochs with ``jaxnn.fit`` and a ``jaxnn.Checkpoint`` on a global data
 set of which this process reads only its own rows (from a memmap), then loads
 the checkpoint into a fresh template and trains 1 more epoch from it. Writes
-the parameters after each stage to FOLDER/params_<NUM_PROCESSES>_<PROCESS_ID>.npz.
+the parameters after each stage to FOLDER/params_<NUM_PROCESSES>x<DEVICES>_<PROCESS_ID>.npz,
+DEVICES being this process's devices (more than one where the launcher forces
+them with XLA_FLAGS). Every run shuffles within 2 shards of rows: the default
+over 2 devices, ``shards=2`` on one.
 """
 
 import os
@@ -30,7 +33,9 @@ import jaxnn  # noqa: E402
 net = jaxnn.Network.from_sizes((20, 32, 4), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
 params = [(np.asarray(W), np.asarray(b)) for W, b in net.init(jax.random.key(42), dtype=np.float32)]
 optimizer = optax.adam(1e-2)
-settings = dict(optimizer=optimizer, batch_size=32, key=jax.random.key(3), devices=jax.devices())
+tag = f"{nproc}x{len(jax.local_devices())}"
+shards = 2 if len(jax.devices()) == 1 else None  # the order 2 devices draw by default, on one device
+settings = dict(optimizer=optimizer, batch_size=32, key=jax.random.key(3), devices=jax.devices(), shards=shards)
 
 xm = np.load(os.path.join(folder, "x.npy"), mmap_mode="r")
 tm = np.load(os.path.join(folder, "t.npy"), mmap_mode="r")
@@ -38,13 +43,13 @@ rows = jaxnn.training.process_rows(xm.shape[0])  # this process reads these rows
 x, t = jaxnn.training.global_rows(xm[rows]), jaxnn.training.global_rows(tm[rows])
 assert x.shape == xm.shape and (nproc == 1 or not x.is_fully_addressable)
 
-path = os.path.join(folder, f"state_{nproc}.npz")
+path = os.path.join(folder, f"state_{tag}.npz")
 state, history = jaxnn.fit(net, params, x, t, epochs=2, callbacks=[jaxnn.Checkpoint(path)], **settings)
 trained = [np.asarray(a) for a in jax.tree.leaves(state.params)]
 
 like = jaxnn.TrainState(state.params, optimizer.init(state.params), 0)  # this process's arrays as the template
 resumed, _ = jaxnn.fit(net, jaxnn.load(path, like=like), x, t, epochs=1, **settings)
-np.savez(os.path.join(folder, f"params_{nproc}_{pid}.npz"), *trained,
+np.savez(os.path.join(folder, f"params_{tag}_{pid}.npz"), *trained,
          *[np.asarray(a) for a in jax.tree.leaves(resumed.params)], loss=history["loss"],
          epoch=np.asarray(resumed.epoch))
 if nproc > 1:
