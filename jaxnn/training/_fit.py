@@ -165,6 +165,9 @@ def fit(
             fit, before anything is compiled.
         NonFiniteLossError: (a ``FloatingPointError``) when the loss stops
             being finite and ``check_finite`` is on.
+        PeerError: (a ``RuntimeError``) in a multi-process job, when another
+            process stopped during the run; it names the epoch and steps and
+            the :class:`jaxnn.Checkpoint` file to resume from.
 
     >>> import jax, jax.numpy as jnp, optax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())

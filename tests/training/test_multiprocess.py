@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+import jaxnn
+
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
 TIMEOUT = 90  # seconds for all processes of one launch
 TOLERANCE = 1e-5  # float32 training: the all-reduce sums the gradient's parts in another order
@@ -74,3 +76,42 @@ def test_two_processes_train_as_one_and_resume_from_checkpoint(tmp_path):
     np.testing.assert_allclose(p0["loss"], one["loss"], rtol=1e-6)
     assert int(p0["epoch"]) == int(p1["epoch"]) == 3
     assert (tmp_path / "state_2x1.npz").exists()
+
+
+HEARTBEAT = 10  # seconds: the workers' jax.distributed.initialize(heartbeat_timeout_seconds=...)
+
+
+@pytest.mark.slow
+def test_a_killed_peer_is_a_peer_error_naming_the_epoch_and_checkpoint(tmp_path):
+    # Process 1 kills itself once epoch 2 is checkpointed; process 0's next all-reduce fails.
+    assert issubclass(jaxnn.training.PeerError, RuntimeError)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.standard_normal((4096, 20)).astype(np.float32))
+    np.save(tmp_path / "t.npy", rng.integers(0, 4, 4096).astype(np.int32))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", JAX_ENABLE_X64="0")
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), "2", str(i), str(port), "peer"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    try:
+        survivor = procs[0].communicate(timeout=TIMEOUT)[0]
+        ended = time.time()
+        procs[1].communicate(timeout=10)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert procs[1].returncode == -9, survivor[-3000:]  # SIGKILL, by its own hand
+    line = next((ln for ln in survivor.splitlines() if ln.startswith("PeerError at ")), None)
+    assert line is not None, survivor[-3000:]
+    path = str(tmp_path / "peer.npz")
+    assert f"epoch=3 steps=(1, 128) checkpoint={path} checkpoint_epoch=2" in line
+    assert "in epoch 3, within steps 1 to 128 of 128" in survivor
+    assert f"the last complete epoch is in the checkpoint {path!r} (epoch 2)" in survivor
+    assert "heartbeat_timeout_seconds" in survivor
+    # It then exits (by JAX's abort, or the worker's own code) within the heartbeat timeout and a margin.
+    raised = float(line.split()[2].rstrip(":"))
+    assert procs[0].returncode != 0 and ended - raised < HEARTBEAT + 15, (ended - raised, procs[0].returncode)
+    assert os.path.exists(path)
