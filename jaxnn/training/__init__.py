@@ -34,6 +34,7 @@ from jaxnn.training._callbacks import FitRun as FitRun
 from jaxnn.training._callbacks import ProgressBar as ProgressBar
 from jaxnn.training._evaluate import evaluate as evaluate
 from jaxnn.training._fit import fit as fit
+from jaxnn.training._loop import PeerError as PeerError
 from jaxnn.training._placement import auto_batch_split as auto_batch_split
 from jaxnn.training._placement import global_rows as global_rows
 from jaxnn.training._placement import process_rows as process_rows
@@ -51,6 +52,7 @@ __all__ = [
     "FitRun",
     "HostStream",
     "NonFiniteLossError",
+    "PeerError",
     "ProgressBar",
     "TrainState",
     "auto_batch_split",

@@ -7,6 +7,12 @@ the callbacks' ``short_epoch``, the rest of it (and later epochs of the same
 shapes) run as one call, since reports within so short an epoch would only
 cost time. :class:`jaxnn.training._stream.StreamedEpochs` runs the same
 chunks over data sent from host memory.
+
+An epoch's order is drawn per shard of rows (:func:`shard_orders`): over a
+mesh whose data axis splits the rows, each device permutes and gathers only
+the rows it holds, so a shuffled epoch moves no training data between
+devices; on one device the same order is written out as one permutation
+(:func:`flat_order`).
 """
 
 from __future__ import annotations
@@ -17,18 +23,52 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from jaxnn.training._placement import Placement, place_state
 from jaxnn.training._scan import steps_runner
 from jaxnn.training._state import TrainState
 from jaxnn.training._step import StepConfig
 
-__all__ = ["Call", "DeviceEpochs", "EpochResult"]
+__all__ = ["Call", "DeviceEpochs", "EpochResult", "flat_order", "shard_orders"]
 
 # Seconds per step of epochs a first chunk showed to be shorter than ``short_epoch``: later ones
 # with the same compiled run and shapes go as one call, without the measuring pause after it.
 _SHORT_EPOCHS: collections.OrderedDict = collections.OrderedDict()
 _MAX_SHORT = 32
+
+
+def shard_orders(key: jax.Array, epoch: int, n: int, shards: int) -> jax.Array:
+    """Epoch ``epoch``'s order within each of ``shards`` equal blocks of rows.
+
+    With one shard, ``permutation(fold_in(key, epoch), n)``, shape (n,).
+    With ``S > 1`` shards of ``m = n / S`` rows, row ``s`` of the result, shape
+    (S, m), is ``permutation(fold_in(fold_in(key, epoch), s), m)``: the order of
+    shard ``s``'s rows ``[s m, (s + 1) m)`` by their index within the shard.
+    Assumes ``shards`` divides ``n``.
+    """
+    epoch_key = jax.random.fold_in(key, epoch)
+    if shards == 1:
+        return jax.random.permutation(epoch_key, n)
+    return jnp.stack([jax.random.permutation(jax.random.fold_in(epoch_key, s), n // shards) for s in range(shards)])
+
+
+def flat_order(orders: jax.Array, batch: int) -> jax.Array:
+    """The rows of ``x`` in the order an epoch trains on them, from :func:`shard_orders`' ``orders``.
+
+    Step ``k`` takes ``batch / S`` rows from each shard in turn: from shard
+    ``s``, rows ``s m + orders[s, k b_s : (k + 1) b_s]`` with ``b_s = batch / S``;
+    a last, shorter step takes what is left of each shard, shard after shard.
+    One shard: ``orders`` itself. Assumes ``S`` divides ``batch``.
+    """
+    if orders.ndim == 1:
+        return orders
+    shards, m = orders.shape
+    rows = orders + (jnp.arange(shards, dtype=orders.dtype) * m)[:, None]
+    per_step = batch // shards
+    full = m // per_step
+    head = rows[:, : full * per_step].reshape(shards, full, per_step).transpose(1, 0, 2).reshape(-1)
+    return jnp.concatenate([head, rows[:, full * per_step:].reshape(-1)])
 
 
 class Call(NamedTuple):
@@ -55,9 +95,9 @@ class DeviceEpochs:
     """Runs an epoch's steps over data on the device, as compiled calls of :func:`steps_runner`."""
 
     def __init__(self, config: StepConfig, where: Placement | None, x, t, batch_size: int, chunk: int,
-                 short_epoch: float = 0.0):
+                 short_epoch: float = 0.0, shards: int = 1):
         self.config, self.where, self.x, self.t = config, where, x, t
-        self.batch, self.chunk, self.short_epoch = batch_size, chunk, short_epoch
+        self.batch, self.chunk, self.short_epoch, self.shards = batch_size, chunk, short_epoch, shards
         self.full, self.rest = divmod(x.shape[0], batch_size)
         self.run = self.runner()
 
@@ -88,6 +128,21 @@ class DeviceEpochs:
     def prepare(self, order, c: Call):
         """Start what a call needs before it runs (nothing for device data)."""
         return None
+
+    def gathers_locally(self) -> bool:
+        """Whether each device of the data axis gathers its minibatches from its own rows."""
+        return self.shards > 1 and self.where is not None and self.where.mesh is not None
+
+    def order(self, key: jax.Array, epoch: int):
+        """Epoch ``epoch``'s order, placed where the data are gathered by it.
+
+        Gathered locally: :func:`shard_orders` split over the data axis, a row
+        per device. Otherwise: :func:`flat_order`, through :meth:`place_order`.
+        """
+        orders = shard_orders(key, epoch, self.x.shape[0], self.shards)
+        if self.gathers_locally():
+            return place_state(orders, self.where, self.where.rows())
+        return self.place_order(flat_order(orders, self.batch))
 
     def place_order(self, order):
         """An epoch's permutation placed where the data are gathered by it."""

@@ -45,6 +45,7 @@ def fit(
     batch_split: int | str = "auto",
     devices: Sequence[jax.Device] | jax.sharding.Mesh | None = None,
     stream: HostStream | None = None,
+    shards: int | None = None,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Train on ``(x, t)`` by minibatch gradient descent; each epoch is one compiled ``lax.scan``.
 
@@ -53,6 +54,17 @@ def fit(
     is ``jax.random.permutation(jax.random.fold_in(key, e), n)``, a function
     of ``key`` and the absolute epoch number only, so ``fit(epochs=5)`` and
     five chained ``fit(epochs=1)`` calls give bitwise the same state.
+
+    With ``S = shards > 1`` (by default the size of a mesh's data axis when
+    it splits the rows) each shard of ``m = n / S`` rows is shuffled on its
+    own: shard ``s`` holds rows ``[s m, (s + 1) m)`` and its order in epoch
+    ``e`` is ``o_s = permutation(fold_in(fold_in(key, e), s), m)``; step ``k``
+    takes ``b_s = batch_size / S`` rows from each shard in turn, rows
+    ``s m + o_s[k b_s : (k + 1) b_s]``, and a last, shorter step (when
+    ``batch_size`` does not divide ``n``) the rest of each shard. Each device
+    then gathers its part of every minibatch from the rows it holds, and a
+    run on one device with the same ``shards`` trains on the same
+    minibatches.
     ``batch_size=1, key=None, optimizer=optax.sgd(lr)`` is exactly the
     articles' per-example loop. When ``n`` is not a multiple of
     ``batch_size`` the last minibatch of an epoch is smaller, so no example is
@@ -132,6 +144,13 @@ def fit(
             ``HostStream()`` by default; pass ``np.asarray(x)`` to load it
             whole instead. The same training as on device data (bitwise on
             a CPU).
+        shards: the number of equal blocks of rows each epoch's shuffle
+            keeps apart (see above). ``None`` (the default): the size of the
+            mesh's data axis when it divides ``n`` (the rows are split over
+            it), else 1. Over a mesh it can only be that number; on one device
+            any number dividing ``n`` and ``batch_size``, to train on the same
+            minibatches as a mesh (or a multi-process job) of that many
+            devices. No effect without ``key``.
 
     Returns:
         ``(state, history)``: the :class:`TrainState` after the last epoch
@@ -146,6 +165,9 @@ def fit(
             fit, before anything is compiled.
         NonFiniteLossError: (a ``FloatingPointError``) when the loss stops
             being finite and ``check_finite`` is on.
+        PeerError: (a ``RuntimeError``) in a multi-process job, when another
+            process stopped during the run; it names the epoch and steps and
+            the :class:`jaxnn.Checkpoint` file to resume from.
 
     >>> import jax, jax.numpy as jnp, optax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
@@ -162,5 +184,6 @@ def fit(
         net, params_or_state, x, t, optimizer=optimizer, batch_size=batch_size, epochs=epochs, key=key,
         gradients=gradients, validation=validation, callbacks=callbacks, progress=progress,
         check_finite=check_finite, check_data=check_data, batch_split=batch_split, devices=devices, stream=stream,
+        shards=shards,
     )
     return run(plan, state)

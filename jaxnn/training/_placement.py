@@ -196,15 +196,19 @@ def _global(leaf, sharding: NamedSharding):
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def place_state(tree, where: Placement | None):
-    """``tree`` on the one device, or replicated over the mesh; unchanged for the default device."""
+def place_state(tree, where: Placement | None, sharding: NamedSharding | None = None):
+    """``tree`` on the one device, or over the mesh: replicated, or with ``sharding``; unchanged for the default device.
+
+    Every process holds the whole value; each keeps its own devices' parts.
+    """
     if where is None:
         return tree
     if where.mesh is None:
         return jax.device_put(tree, where.device)
-    if where.multiprocess:  # this process's arrays become its part of a global, replicated array
-        return jax.tree.map(lambda a: _global(a, where.replicated()), tree)
-    return jax.device_put(tree, where.replicated())
+    sharding = where.replicated() if sharding is None else sharding
+    if where.multiprocess:  # this process's arrays become its part of a global array
+        return jax.tree.map(lambda a: _global(a, sharding), tree)
+    return jax.device_put(tree, sharding)
 
 
 def place_data(x, t, where: Placement | None):

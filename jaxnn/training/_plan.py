@@ -146,6 +146,25 @@ def _batch_split(batch_split, net, batch_size, where: Placement | None) -> int:
     return batch_split
 
 
+def _shards(shards, where: Placement | None, n: int, batch_size: int) -> int:
+    """``shards`` checked: by default the data axis' size when it splits the rows, else 1."""
+    split = where is not None and where.mesh is not None and where.count > 1 and n % where.count == 0
+    default = where.count if split else 1
+    if shards is None:
+        return default
+    shards = positive_int("shards", shards)
+    if where is not None and where.mesh is not None and shards != default:
+        held = (f"its data axis splits the rows into {default} blocks" if split else
+                f"the rows are replicated (its {where.count} devices do not divide the {n} examples)")
+        raise ValueError(f"shards: over a mesh the shuffle keeps to the blocks of rows the devices hold and "
+                         f"{held}, so shards must be {default} or None; got {shards}")
+    if n % shards or batch_size % shards:
+        raise ValueError(f"shards must divide the number of examples and batch_size (each step takes "
+                         f"batch_size / shards rows from each shard): got shards {shards} for {n} examples "
+                         f"and batch_size {batch_size}")
+    return shards
+
+
 def _stream_option(stream, x, t) -> HostStream | None:
     if stream is None and isinstance(x, np.memmap):
         stream = HostStream()
@@ -160,7 +179,7 @@ def _stream_option(stream, x, t) -> HostStream | None:
 
 
 def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key, gradients, validation,
-              callbacks, progress, check_finite, check_data, batch_split, devices, stream
+              callbacks, progress, check_finite, check_data, batch_split, devices, stream, shards=None
               ) -> tuple[FitPlan, TrainState]:
     """Check ``fit``'s arguments and decide everything it does: ``(plan, state to start from)``."""
     # Options.
@@ -206,6 +225,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
 
     # Callbacks, chunks and placement.
     n = x.shape[0]
+    shards = _shards(shards, where, n, batch_size)
     full, rest = divmod(n, batch_size)
     logged = ("loss",)
     if validation is not None:
@@ -218,10 +238,10 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
     if stream is None:
         short = min((cb.short_epoch for cb in callbacks if cb.steps_per_update), default=0.0)
         runner = DeviceEpochs(config, where, *place_data(x, t, where), batch_size,
-                              min(wanted) if wanted else max(full, 1), short)
+                              min(wanted) if wanted else max(full, 1), short, shards)
     else:
         runner = StreamedEpochs(config, where, x, t, batch_size, min([stream.steps_per_chunk] + wanted),
-                                dtypes=dtypes)
+                                dtypes=dtypes, shards=shards)
     placed = place_state((state.params, state.opt_state, state.grad_state), where)
     state = state._replace(**dict(zip(("params", "opt_state", "grad_state"), placed)))
     return FitPlan(net, runner, where, run, key, validation, callbacks, check_finite), state

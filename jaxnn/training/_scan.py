@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 from jaxnn.training._cache import cached
 from jaxnn.training._placement import Placement
@@ -64,14 +65,40 @@ def _split_batches(where: Placement | None, xs, ts, batch, single):
     return xs, ts
 
 
+def _local_batches(where: Placement, x, t, order, start, *, steps, batch):
+    """Minibatches (steps, batch, ...) gathered by each device of the data axis from the rows it holds.
+
+    ``x`` and ``t`` are split by rows over the data axis and ``order`` (S, m)
+    gives a row per device: its rows' order (:func:`jaxnn.training._epoch.shard_orders`).
+    Device ``s`` takes rows ``order[s, start / S : (start + steps batch) / S]``
+    of its own block, ``batch / S`` per step, and keeps them: they are its
+    part of each minibatch, split over the data axis as the step expects. No
+    training data cross between devices.
+    """
+    count, spec = where.count, PartitionSpec(where.axis)
+
+    def gather(x, t, order, start):
+        idx = jax.lax.dynamic_slice_in_dim(order[0], start // count, steps * batch // count)
+        lead = (steps, batch // count)
+        return x[idx].reshape(lead + x.shape[1:]), t[idx].reshape(lead + t.shape[1:])
+
+    return jax.shard_map(gather, mesh=where.mesh, in_specs=(spec, spec, spec, PartitionSpec()),
+                         out_specs=PartitionSpec(None, where.axis))(x, t, order, start)
+
+
 def _run_steps(config, where, params, opt_state, grad_state, x, t, order, start, *, steps, batch, single) -> Ran:
     """``steps`` minibatches of ``batch`` rows each, starting at row ``start`` of the epoch.
 
     Step ``k`` uses rows ``order[start + k * batch : start + (k + 1) * batch]``
-    of ``x`` and ``t`` (``order`` None: the rows in their own order). ``single``
+    of ``x`` and ``t`` (``order`` None: the rows in their own order); an
+    ``order`` of one row per device of the data axis is gathered by each
+    device from its own rows (:func:`_local_batches`). ``single``
     scans over single examples (ins,), as the articles' per-example loop does.
     """
     rows = steps * batch
+    if order is not None and order.ndim == 2:
+        xs, ts = _local_batches(where, x, t, order, start, steps=steps, batch=batch)
+        return _scan(config, params, opt_state, grad_state, xs, ts, steps=steps, batch=batch)
     if order is None:
         xs = jax.lax.dynamic_slice_in_dim(x, start, rows)
         ts = jax.lax.dynamic_slice_in_dim(t, start, rows)

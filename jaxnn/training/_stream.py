@@ -64,12 +64,15 @@ class HostStream:
 class StreamedEpochs(DeviceEpochs):
     """Like :class:`DeviceEpochs` with ``x``, ``t`` in host memory, sent a chunk at a time."""
 
-    def __init__(self, config, where, x, t, batch_size, chunk, *, dtypes):
+    def __init__(self, config, where, x, t, batch_size, chunk, *, dtypes, shards=1):
         self.dtypes = dtypes
-        super().__init__(config, where, x, t, batch_size, chunk)
+        super().__init__(config, where, x, t, batch_size, chunk, shards=shards)
 
     def runner(self):
         return batches_runner(self.config, self.where)
+
+    def gathers_locally(self) -> bool:
+        return False  # the host gathers each chunk, sending each device its own part of each batch
 
     def place_order(self, order):
         return np.asarray(jax.device_get(order))

@@ -33,7 +33,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     for gradients in ("manual", "autodiff"):
         kwargs = dict(optimizer=optax.adam(1e-2), batch_size=16, epochs=3, key=jax.random.key(1),
                       gradients=gradients)
-        one_state, h_one = jaxnn.fit(net, params, x, t, **kwargs)
+        # 70 rows split over 2 devices: each shuffles its own 35 (shards=2), as one device does when asked
+        one_state, h_one = jaxnn.fit(net, params, x, t, shards=2, **kwargs)
         one = one_state.params
         two_state, h_two = jaxnn.fit(net, params, x, t, devices=jax.devices(), **kwargs)
         two = two_state.params
@@ -92,17 +93,17 @@ def test_eight_cpu_devices_equal_one_device():
         x = rng.standard_normal((200, 20)).astype(np.float32); t = rng.integers(0, 4, 200).astype(np.int32)
         params = net.init(jax.random.key(0), dtype=np.float32)
         kw = dict(optimizer=optax.adam(1e-2), batch_size=32, epochs=2, key=jax.random.key(3))
-        one, h1 = jaxnn.fit(net, params, x, t, **kw)
-        diff = lambda a: max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a.params),
-                                                                           jax.tree.leaves(one.params)))
         devs = jax.devices()
-        cases = {
-            "list": dict(devices=devs),
-            "mesh data axis": dict(devices=Mesh(np.array(devs).reshape(2, 4), ("model", "data"))),
-            "mesh first axis": dict(devices=Mesh(np.array(devs).reshape(4, 2), ("rows", "replicas"))),
-            "list, streamed": dict(devices=devs, stream=jaxnn.HostStream(steps_per_chunk=2)),
+        cases = {  # name: (fit's options, the shards of the data axis)
+            "list": (dict(devices=devs), 8),
+            "mesh data axis": (dict(devices=Mesh(np.array(devs).reshape(2, 4), ("model", "data"))), 4),
+            "mesh first axis": (dict(devices=Mesh(np.array(devs).reshape(4, 2), ("rows", "replicas"))), 4),
+            "list, streamed": (dict(devices=devs, stream=jaxnn.HostStream(steps_per_chunk=2)), 8),
         }
-        for name, extra in cases.items():
+        for name, (extra, shards) in cases.items():
+            one, h1 = jaxnn.fit(net, params, x, t, shards=shards, **kw)  # one device, the same minibatches
+            diff = lambda a: max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a.params),
+                                                                               jax.tree.leaves(one.params)))
             s, h = jaxnn.fit(net, params, x, t, **kw, **extra)
             assert s.params[0][0].sharding.device_set == {devs[0]}, s.params[0][0].sharding
             d = diff(s)
@@ -120,8 +121,7 @@ def test_eight_cpu_devices_equal_one_device():
         """
     )
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
 
 
