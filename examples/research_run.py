@@ -38,14 +38,20 @@ def load_digits_split(key):
     return [(x[p], y[p]) for p in parts]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (``None``)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--epochs", type=int, default=200, help="most epochs to train")
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
     parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: a temporary folder)")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: run.npz in a new temporary folder)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the training and validation curves")
     args = parser.parse_args()
 
@@ -73,7 +79,7 @@ def main():
     resumed, _ = jaxnn.fit(net, jaxnn.load(path, like), x_train, y_train, epochs=stop.best_epoch - half, **train)
     same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(state.params)))
     print(f"stopped at epoch {half}, saved to {os.path.basename(path)}, loaded and resumed to epoch "
-          f"{int(resumed.epoch)}: {'bitwise equal to' if same else 'DIFFERENT from'} the uninterrupted run")
+          f"{int(resumed.epoch)}:\n{'bitwise equal to' if same else 'DIFFERENT from'} the uninterrupted run")
 
     if args.plot:
         import matplotlib
