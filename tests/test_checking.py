@@ -231,6 +231,26 @@ def test_large_parameters_are_sampled_for_finite_differences():
     assert unchecked.rows[0].manual_vs_fd is None and failing(unchecked) == {(0, "W")}
 
 
+def test_report_columns_stay_aligned_for_a_wide_layer():
+    net = jaxnn.Network.from_sizes((784, 128, 10), jaxnn.Tanh(), jaxnn.MSELoss())
+    params = net.init(jax.random.key(7))
+    x, t = jnp.ones((2, 784)), jnp.zeros((2, 10))
+    bug = lambda p, x, t: [(dW.at[127, 783].add(1.0) if i == 0 else dW, db)
+                           for i, (dW, db) in enumerate(net.backprop(p, x, t))]
+    report = jaxnn.check_gradients(net, params, x, t, backprop=bug, fd_entries=4, compare_jit=False)
+    lines = str(report).splitlines()
+    header = lines[1]
+    rows = lines[2:2 + 3 * len(report.rows)]
+    assert "(128, 784)" in rows[0] and "[127, 783]" in rows[0]
+    # Every row's comparison, worst index and verdict start under their heading, after a space.
+    columns = [header.index(name) for name in ("comparison", "worst at", "verdict")]
+    for line in rows:
+        comparison, worst, verdict = (line[c:] for c in columns)
+        assert comparison.startswith(("manual vs", "jax.grad vs")), line
+        assert worst.startswith("[") and verdict.startswith(("ok", "FAIL")), line
+        assert all(line[c - 1] == " " for c in columns), line
+
+
 def test_bad_backprop_output_is_named():
     net = jaxnn.Network.from_sizes((3, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(jax.random.key(0))
