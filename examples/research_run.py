@@ -38,20 +38,16 @@ def load_digits_split(key):
     return [(x[p], y[p]) for p in parts]
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except where there is none (``None``)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--epochs", type=int, default=200, help="most epochs to train")
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
     parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: run.npz in a new temporary folder)")
+    # SUPPRESS: the help states the default itself, and no "(default: None)" follows it.
+    parser.add_argument("--checkpoint", default=argparse.SUPPRESS,
+                        help="checkpoint file (default: run.npz in a new temporary folder)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the training and validation curves")
     args = parser.parse_args()
 
@@ -60,7 +56,7 @@ def main():
     net = jaxnn.Network.from_sizes((64, 32, 10), [jaxnn.ReLU(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(init_key)
     folder = tempfile.mkdtemp()
-    path = args.checkpoint or os.path.join(folder, "run.npz")
+    path = vars(args).get("checkpoint") or os.path.join(folder, "run.npz")
     train = dict(optimizer=optax.adam(args.lr), batch_size=32, key=shuffle_key, validation=(x_val, y_val))
 
     stop = jaxnn.EarlyStopping(monitor="val_loss", patience=args.patience)
