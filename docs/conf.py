@@ -47,6 +47,8 @@ exclude_patterns = [
 # MyST: $...$ and $$...$$ maths, ::: fences, and anchors for headings down to level 3.
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
+# Straight quotes everywhere: a message or a call copied from the page must stay valid Python.
+smartquotes = False
 
 # Notebooks: run every tutorial on every build; a failing cell fails the build.
 nb_execution_mode = "force"

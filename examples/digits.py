@@ -117,10 +117,12 @@ def main():
         start = time.perf_counter()
         state, history = jaxnn.fit(
             net, params, x_train, targets(loss_fn, y_train), optimizer=optax.sgd(args.lr),
-            batch_size=1, epochs=args.epochs, key=shuffle_key, progress=True,
+            batch_size=1, epochs=args.epochs, key=shuffle_key,
         )
         trained[name] = state.params
         seconds = time.perf_counter() - start
+        loss = history["loss"]
+        print(f"{name}: {args.epochs} epochs, training loss {loss[0]:.4f} -> {loss[-1]:.4f}")
         histories[name] = history["loss"]
         before = accuracy(net, params, x_test, y_test)
         results[name] = (net, before, accuracy(net, trained[name], x_test, y_test), seconds)

@@ -45,7 +45,9 @@ def main():
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
     parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: a temporary folder)")
+    # SUPPRESS: the help states the default itself, and no "(default: None)" follows it.
+    parser.add_argument("--checkpoint", default=argparse.SUPPRESS,
+                        help="checkpoint file (default: run.npz in a new temporary folder)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the training and validation curves")
     args = parser.parse_args()
 
@@ -54,7 +56,7 @@ def main():
     net = jaxnn.Network.from_sizes((64, 32, 10), [jaxnn.ReLU(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(init_key)
     folder = tempfile.mkdtemp()
-    path = args.checkpoint or os.path.join(folder, "run.npz")
+    path = vars(args).get("checkpoint") or os.path.join(folder, "run.npz")
     train = dict(optimizer=optax.adam(args.lr), batch_size=32, key=shuffle_key, validation=(x_val, y_val))
 
     stop = jaxnn.EarlyStopping(monitor="val_loss", patience=args.patience)
@@ -73,7 +75,7 @@ def main():
     resumed, _ = jaxnn.fit(net, jaxnn.load(path, like), x_train, y_train, epochs=stop.best_epoch - half, **train)
     same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(state.params)))
     print(f"stopped at epoch {half}, saved to {os.path.basename(path)}, loaded and resumed to epoch "
-          f"{int(resumed.epoch)}: {'bitwise equal to' if same else 'DIFFERENT from'} the uninterrupted run")
+          f"{int(resumed.epoch)}:\n{'bitwise equal to' if same else 'DIFFERENT from'} the uninterrupted run")
 
     if args.plot:
         import matplotlib

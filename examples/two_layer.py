@@ -74,12 +74,14 @@ def main():
     start = time.perf_counter()
     state, history = jaxnn.fit(
         net, params, x_train, y_train, optimizer=optax.sgd(args.lr), batch_size=args.batch_size,
-        epochs=args.epochs, key=shuffle_key, progress=True,
+        epochs=args.epochs, key=shuffle_key,
     )
     trained = state.params
     loss = history["loss"]
     print(f"trained {args.epochs} epochs of minibatches of {args.batch_size} in "
           f"{time.perf_counter() - start:.2f} s; training loss {loss[0]:.3f} -> {loss[-1]:.3f}")
+    shown = sorted({0, *range(args.epochs // 4 - 1, args.epochs, max(args.epochs // 4, 1))})
+    print("training loss at epochs " + ", ".join(f"{e + 1}: {loss[e]:.3f}" for e in shown))
     report("after", trained)
     reference = least_squares(x_train, y_train, x_test)
     print(f"least squares line for reference: test MSE {float(jnp.mean((reference - y_test) ** 2)):.3f} "

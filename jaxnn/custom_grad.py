@@ -64,8 +64,9 @@ def loss_with_backprop(net: Network) -> Callable[[Params, ArrayLike, ArrayLike],
     >>> loss = jaxnn.loss_with_backprop(net)
     >>> x, t = jax.numpy.ones(3), jax.numpy.zeros(2)
     >>> grads = jax.grad(loss)(params, x, t)
-    >>> all(bool((g == m).all()) for g, m in zip(jax.tree.leaves(grads),
-    ...                                          jax.tree.leaves(net.backprop(params, x, t))))
+    >>> manual = net.backprop(params, x, t)
+    >>> pairs = zip(jax.tree.leaves(grads), jax.tree.leaves(manual))
+    >>> all(bool((g == m).all()) for g, m in pairs)
     True
     """
     check_network("net", net)

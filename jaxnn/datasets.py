@@ -44,7 +44,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         ValueError: if the magic number is not IDX's, or the data is shorter
             or longer than the header says.
 
-    >>> parse_idx(bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])).tolist()
+    >>> header = [0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3]  # uint8, 2 dimensions: 2 and 3
+    >>> parse_idx(bytes(header + [1, 2, 3, 4, 5, 6])).tolist()
     [[1, 2, 3], [4, 5, 6]]
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):

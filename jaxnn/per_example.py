@@ -47,8 +47,8 @@ def per_example_grads(net: Network, params: Params, x: ArrayLike, t: ArrayLike) 
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
-    >>> [g.shape for g in jax.tree.leaves(
-    ...     jaxnn.per_example_grads(net, params, jax.numpy.ones((5, 3)), jax.numpy.zeros((5, 2))))]
+    >>> x, t = jax.numpy.ones((5, 3)), jax.numpy.zeros((5, 2))
+    >>> [g.shape for g in jax.tree.leaves(jaxnn.per_example_grads(net, params, x, t))]
     [(5, 2, 3), (5, 2)]
     """
     check_network("net", net)

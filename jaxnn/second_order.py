@@ -41,7 +41,8 @@ def hvp(net: Network, params: Params, x: ArrayLike, t: ArrayLike, v: Params) -> 
     >>> import jax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 3, 1), jaxnn.Tanh(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
-    >>> [h.shape for h in jax.tree.leaves(jaxnn.hvp(net, params, jax.numpy.ones(2), jax.numpy.zeros(1), params))]
+    >>> x, t = jax.numpy.ones(2), jax.numpy.zeros(1)
+    >>> [h.shape for h in jax.tree.leaves(jaxnn.hvp(net, params, x, t, params))]
     [(3, 2), (3,), (1, 3), (1,)]
     """
     check_network("net", net)

@@ -23,6 +23,13 @@ class MSEHalfDerivative(jaxnn.MSELoss):
         return (out - t) / out.shape[-1]
 
 
+# The x64 context manager: jax.enable_x64 in newer JAX, jax.experimental.enable_x64 in the oldest
+# supported (0.6, 0.7).
+enable_x64 = getattr(jax, "enable_x64", None)
+if enable_x64 is None:
+    enable_x64 = jax.experimental.enable_x64
+
+
 def planted_backprop(net, bug, at):
     """The backpropagation recursion written out again, with one bug planted at layer ``at``.
 
@@ -193,7 +200,7 @@ def test_float32_params_use_float32_tolerances_and_float64_differences():
     net = jaxnn.Network.from_sizes((3, 5, 2), [jaxnn.Sigmoid(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(jax.random.key(3), dtype=jnp.float32)
     x = jax.random.normal(jax.random.key(4), (5, 3), jnp.float32)
-    with jax.enable_x64(False):  # finite differences switch float64 on by themselves
+    with enable_x64(False):  # finite differences switch float64 on by themselves
         labels = jnp.array([0, 1, 1, 0, 1])
         report = jaxnn.check_gradients(net, params, x, labels)
     assert report.ok, str(report)
@@ -201,7 +208,7 @@ def test_float32_params_use_float32_tolerances_and_float64_differences():
     assert report.tolerances.same == pytest.approx(np.finfo(np.float32).eps ** 0.5)
     # A derivative off by 1% is still far outside float32's tolerance.
     scaled = lambda p, x, t: jax.tree.map(lambda g: g * 1.01, net.backprop(p, x, t))
-    with jax.enable_x64(False):
+    with enable_x64(False):
         assert not jaxnn.check_gradients(net, params, x, labels, backprop=scaled).ok
 
 
@@ -229,6 +236,26 @@ def test_large_parameters_are_sampled_for_finite_differences():
     assert report.jit is None
     unchecked = jaxnn.check_gradients(net, params, x, t, backprop=bug, fd_entries=0, compare_jit=False)
     assert unchecked.rows[0].manual_vs_fd is None and failing(unchecked) == {(0, "W")}
+
+
+def test_report_columns_stay_aligned_for_a_wide_layer():
+    net = jaxnn.Network.from_sizes((784, 128, 10), jaxnn.Tanh(), jaxnn.MSELoss())
+    params = net.init(jax.random.key(7))
+    x, t = jnp.ones((2, 784)), jnp.zeros((2, 10))
+    bug = lambda p, x, t: [(dW.at[127, 783].add(1.0) if i == 0 else dW, db)
+                           for i, (dW, db) in enumerate(net.backprop(p, x, t))]
+    report = jaxnn.check_gradients(net, params, x, t, backprop=bug, fd_entries=4, compare_jit=False)
+    lines = str(report).splitlines()
+    header = lines[1]
+    rows = lines[2:2 + 3 * len(report.rows)]
+    assert "(128, 784)" in rows[0] and "[127, 783]" in rows[0]
+    # Every row's comparison, worst index and verdict start under their heading, after a space.
+    columns = [header.index(name) for name in ("comparison", "worst at", "verdict")]
+    for line in rows:
+        comparison, worst, verdict = (line[c:] for c in columns)
+        assert comparison.startswith(("manual vs", "jax.grad vs")), line
+        assert worst.startswith("[") and verdict.startswith(("ok", "FAIL")), line
+        assert all(line[c - 1] == " " for c in columns), line
 
 
 def test_bad_backprop_output_is_named():

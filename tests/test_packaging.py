@@ -20,3 +20,8 @@ def test_license_file_exists():
 
 def test_py_typed_marker_sits_in_the_package():
     assert (pathlib.Path(jaxnn.__file__).parent / "py.typed").is_file()
+
+
+def test_license_shows_in_the_metadata_pip_reads():
+    # `pip show` (before pip 25.1) prints the "License" field only; setup.cfg sets it.
+    assert importlib.metadata.metadata("jaxnn")["License"] == "MIT"

@@ -128,32 +128,38 @@ class GradientReport:
         return _format(self)
 
 
-def _fmt_cmp(label: str, c: Comparison) -> str:
+def _fmt_cmp(label: str, c: Comparison, worst_width: int) -> str:
     verdict = "ok" if c.ok else "FAIL"
     skipped = f"  ({c.skipped} across a kink, not counted)" if c.skipped else ""
-    return (f"{label:<19}{c.max_abs:>9.1e}{c.max_rel:>9.1e}  {str(list(c.worst)):<10}"
+    return (f"{label:<19}{c.max_abs:>9.1e}{c.max_rel:>9.1e}  {str(list(c.worst)):<{worst_width}}"
             f"{c.error:>9.1e}{c.tol:>9.1e}{c.checked:>8}  {verdict}{skipped}")
+
+
+def _comparisons(row) -> list[tuple[str, Comparison]]:
+    comps = [("manual vs jax.grad", row.manual_vs_autodiff), ("manual vs FD", row.manual_vs_fd),
+             ("jax.grad vs FD", row.autodiff_vs_fd)]
+    return [(label, c) for label, c in comps if c is not None]
 
 
 def _format(report: GradientReport) -> str:
     tol = report.tolerances
     where = "one example" if report.batch is None else f"a batch of {report.batch}"
+    # Columns as wide as their widest entry, (128, 784) or [127, 783], with the small
+    # shapes' widths as the least.
+    shape_width = max([8] + [len(str(r.shape)) + 2 for r in report.rows])
+    worst_width = max([10] + [len(str(list(c.worst))) + 1 for r in report.rows
+                              for _, c in _comparisons(r)])
+    head_width = 12 + shape_width
     lines = [
         f"gradient check: {len({r.layer for r in report.rows})} layers, {where}, {tol.dtype}, "
         f"loss {report.loss:.6g}",
-        f"{'layer param shape':<20}{'comparison':<19}{'max abs':>9}{'max rel':>9}  {'worst at':<10}"
-        f"{'error':>9}{'tol':>9}{'entries':>8}  verdict",
+        f"{'layer param shape':<{head_width}}{'comparison':<19}{'max abs':>9}{'max rel':>9}  "
+        f"{'worst at':<{worst_width}}{'error':>9}{'tol':>9}{'entries':>8}  verdict",
     ]
     for r in report.rows:
-        head = f"{r.layer:<6}{r.param:<6}{str(r.shape):<8}"
-        comps = [("manual vs jax.grad", r.manual_vs_autodiff), ("manual vs FD", r.manual_vs_fd),
-                 ("jax.grad vs FD", r.autodiff_vs_fd)]
-        first = True
-        for label, c in comps:
-            if c is None:
-                continue
-            lines.append((head if first else " " * 20) + _fmt_cmp(label, c))
-            first = False
+        head = f"{r.layer:<6}{r.param:<6}{str(r.shape):<{shape_width}}"
+        for i, (label, c) in enumerate(_comparisons(r)):
+            lines.append((head if i == 0 else " " * head_width) + _fmt_cmp(label, c, worst_width))
     lines.append("building blocks (hand-written rule vs jax.vjp / jax.grad):")
     for c in report.components:
         lines.append(f"  {c.name:<50} max abs {c.comparison.max_abs:.1e}  "
