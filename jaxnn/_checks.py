@@ -228,7 +228,7 @@ def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
         raise TypeError(f"{name} must hold numbers, got dtype bool; {fix}")
     if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
         raise TypeError(f"{name} must be an array of numbers, got dtype {dtype} ({type(value).__name__})")
-    return jnp.asarray(value)
+    return value if isinstance(value, jax.Array) else jnp.asarray(value)
 
 
 def check_nonempty(where: str, x):

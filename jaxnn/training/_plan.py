@@ -9,6 +9,7 @@ not scanned for bad values again.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import warnings
 import weakref
@@ -108,6 +109,12 @@ def _check_values_once(net, params, x, t, given, where) -> None:
             _CHECKED.popitem(last=False)
 
 
+@functools.cache
+def _default_key() -> jax.Array:
+    """``jax.random.key(0)``, made once: the sources' key when ``fit`` has none."""
+    return jax.random.key(0)
+
+
 def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
     """``(x, t)`` checked against the network and converted; values checked when ``check``.
 
@@ -204,7 +211,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
         check_state(net, optimizer, source, params_or_state)
     else:
         net.check_params(params_or_state)
-    source_key = jax.random.key(0) if key is None else jax.random.fold_in(key, SOURCE_KEY)
+    source_key = _default_key() if key is None else jax.random.fold_in(key, SOURCE_KEY)
     state = start_state(params_or_state, optimizer, source, net, source_key)
     if state.epoch + epochs > MAX_EPOCH:
         raise ValueError(
