@@ -175,7 +175,8 @@ def make_train_step(
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
     >>> step = jaxnn.make_train_step(net, optax.sgd(0.1))
-    >>> params, opt_state, loss = step(params, optax.sgd(0.1).init(params), jnp.ones(2), jnp.zeros(1))
+    >>> opt_state = optax.sgd(0.1).init(params)
+    >>> params, opt_state, loss = step(params, opt_state, jnp.ones(2), jnp.zeros(1))
     >>> step is jaxnn.make_train_step(net, optax.sgd(0.1))
     True
     """
