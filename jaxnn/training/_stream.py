@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxnn._checks import check_data, positive_int
+from jaxnn._checks import check_data, check_labels, fits_jax_int, positive_int
 from jaxnn.network import check_batch
 from jaxnn.training._epoch import Call, DeviceEpochs
 from jaxnn.training._scan import batches_runner
@@ -126,9 +126,14 @@ def check_host_data(net, params, x, t, where, check):
         )
     if x.shape[0] == 0:
         raise ValueError(f"{where}: x holds no examples (shape {x.shape}); pass at least one")
+    fits_jax_int("x", x)  # integers JAX would narrow, on the whole arrays so that rows are named as given
+    fits_jax_int("t", t)
     # Labels are checked with the values below, naming the rows (or not at all without check_data).
     x1, t1 = net.check_inputs(params, np.asarray(x[:1]), np.asarray(t[:1]), check_labels=False)
     if check:
+        rule = net.loss_fn.label_rule(net.layers[-1].outs)
+        if rule is not None and np.issubdtype(t.dtype, np.integer) and t.shape == x.shape[:-1]:
+            check_labels(f"{where}: t", t, *rule)  # on all the labels at once, so the row named is t's own
         for lo in range(0, x.shape[0], CHECK_ROWS):
             hi = min(lo + CHECK_ROWS, x.shape[0])
             xb, tb = net.check_inputs(params, np.asarray(x[lo:hi]), np.asarray(t[lo:hi]), check_labels=False)
