@@ -378,7 +378,7 @@ def check_finite_params(params) -> None:
     _raise_non_finite_params(params, params_ok)
 
 
-def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
+def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str, names: tuple[str, str] = ("x", "t")) -> None:
     """Check what only the values reveal.
 
     At least one example; finite parameters, inputs and float targets; class
@@ -390,7 +390,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     compiled reductions read back once);
     under ``jax.jit`` it does nothing, since values are unknown while tracing.
     There an out-of-range label gives a garbage or NaN loss silently, and NaN
-    inputs give NaN outputs.
+    inputs give NaN outputs. ``names`` are what messages call ``x`` and ``t``.
     """
     check_nonempty(where, x)
     if is_traced(params, x, t):
@@ -406,7 +406,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     _raise_non_finite_params(params, params_ok)
     if not x_ok:
         raise ValueError(
-            f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
+            f"{where}: {names[0]} holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
             f"remove or impute those examples first"
         )
     if t is None or t.size == 0:
@@ -414,10 +414,10 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if jnp.issubdtype(t.dtype, jnp.integer):
         rule = net.loss_fn.label_rule(net.layers[-1].outs)
         if rule is not None and t.shape == x.shape[:-1] and (low < 0 or high >= rule[0]):
-            check_labels(f"{where}: t", t, *rule)  # reads the labels only to name the first bad one
+            check_labels(f"{where}: {names[1]}", t, *rule)  # reads the labels only to name the first bad one
         return
     if not t_ok:
-        raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
+        raise ValueError(f"{where}: {names[1]} holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
     bounds = net.loss_fn.target_range()
     if bounds is not None and (low < bounds[0] or high > bounds[1]):
         t_host = np.asarray(t, np.float64)
@@ -425,5 +425,5 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         value = float(t_host[index])
         what = "a negative value" if bounds[0] == 0 and value < 0 else f"a value outside [{bounds[0]:g}, {bounds[1]:g}],"
         raise ValueError(
-            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but t holds {what} {value} at index {index}"
+            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but {names[1]} holds {what} {value} at index {index}"
         )

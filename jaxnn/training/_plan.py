@@ -89,10 +89,10 @@ _MAX_CHECKED = 64
 _lock = threading.Lock()
 
 
-def _check_values_once(net, params, x, t, given, where) -> None:
+def _check_values_once(net, params, x, t, given, where, names) -> None:
     """``check_data``, skipping the data's scan when the same arrays passed it for an equal network."""
     if not all(isinstance(a, jax.Array) for a in given):
-        check_data(net, params, x, t, where)
+        check_data(net, params, x, t, where, names)
         return
     key = (tuple(id(a) for a in given), net.layers[-1].outs, net.loss_fn, x.dtype)
     with _lock:
@@ -101,7 +101,7 @@ def _check_values_once(net, params, x, t, given, where) -> None:
     if seen:
         check_finite_params(params)
         return
-    check_data(net, params, x, t, where)
+    check_data(net, params, x, t, where, names)
     with _lock:
         _CHECKED[key] = tuple(weakref.ref(a) for a in given)
         while len(_CHECKED) > _MAX_CHECKED:
@@ -126,7 +126,7 @@ def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
         )
     _, t = net.check_inputs(params, x, t, check_labels=False, names=names)  # the value checks read labels
     if check:
-        _check_values_once(net, params, x, t, given, where)
+        _check_values_once(net, params, x, t, given, where, names)
     return x, t
 
 
