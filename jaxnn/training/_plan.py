@@ -216,7 +216,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
     if stream is None:
         x, t = _checked_data(net, state.params, x, t, "fit", check_data)
     else:
-        dtypes = check_host_data(net, state.params, x, t, "fit", check_data)
+        dtypes, stream_steps = check_host_data(net, state.params, x, t, "fit", check_data, stream, batch_size)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
@@ -240,7 +240,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
         runner = DeviceEpochs(config, where, *place_data(x, t, where), batch_size,
                               min(wanted) if wanted else max(full, 1), short, shards)
     else:
-        runner = StreamedEpochs(config, where, x, t, batch_size, min([stream.steps_per_chunk] + wanted),
+        runner = StreamedEpochs(config, where, x, t, batch_size, min([stream_steps] + wanted),
                                 dtypes=dtypes, shards=shards)
     placed = place_state((state.params, state.opt_state, state.grad_state), where)
     state = state._replace(**dict(zip(("params", "opt_state", "grad_state"), placed)))
