@@ -348,7 +348,12 @@ def _as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_valu
     """
     t = as_array(name, t, labels_ok=True)
     out_shape = x.shape[:-1] + (layers[-1].outs,)
-    loss_fn.check_target(out_shape, t)
+    try:
+        loss_fn.check_target(out_shape, t)
+    except ValueError as err:
+        if name == "t":
+            raise
+        raise ValueError(f"{name}: {err}") from None  # the loss does not know what the caller calls t
     rule = loss_fn.label_rule(layers[-1].outs)
     integer = jnp.issubdtype(t.dtype, jnp.integer)
     if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not is_traced(t):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn._checks import as_array, flag, positive_int
+from jaxnn._checks import as_array, fits_jax_int, flag, positive_int
 from jaxnn.network import Network, check_network
 from jaxnn.rules import GradientSource, as_source
 from jaxnn.training._cache import cached
@@ -111,11 +111,16 @@ def _stateless_step(config: StepConfig, params, opt_state, x, t):
 
 
 def _as_data(name, value, labels_ok=False):
-    """Arrays as they are (NumPy's too, as ``jax.jit`` takes them); lists and bad values checked by name."""
+    """Arrays as they are (NumPy's too, as ``jax.jit`` takes them); lists and bad values checked by name.
+
+    ``jax.jit`` would cast a NumPy int64 array to int32 when 64-bit JAX is
+    off, wrapping what does not fit: those are checked first (one pass, for
+    those dtypes only).
+    """
     if isinstance(value, jax.Array):
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
-        return value
+        return fits_jax_int(name, value)
     return as_array(name, value, labels_ok=labels_ok)
 
 
