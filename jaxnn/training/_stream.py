@@ -26,7 +26,10 @@ __all__ = ["HostStream", "StreamedEpochs", "check_host_data"]
 
 CHECK_ROWS = 65536  # the most rows read at once when checking streamed data
 MAX_BYTES = 256 * 2**20  # HostStream's default budget of host and device buffers
-IN_FLIGHT = 3  # chunks alive at once: the one training on the device, the next gathered on the host and its copy
+# Copies of a chunk a budget allows for: the one training, the next one gathered on the host and its copy on
+# the device, the last one's buffers until the runtime frees them. Measured growth fits about four copies
+# plus some 7 MiB of the runtime's own; six leave room for the allocator.
+IN_FLIGHT = 6
 CHECK_COPIES = 6  # a block being checked: JAX's copy, its cast, NumPy's copy and mask of finite values, and the
 # previous block until the runtime frees it (measured: 3 let the check pass exceed the budget by half)
 
@@ -46,10 +49,11 @@ class HostStream:
     ``stream=HostStream(...)`` to stream any NumPy array or to set the chunk.
 
     The buffers of the data in flight, on the host and the device together,
-    stay within ``max_bytes``: at most three chunks are alive at once (the
-    one training, the next one gathered on the host and its copy on the
-    device; one more of the rows as stored when they must be cast), so a
-    chunk holds ``max_bytes // (3 * bytes per step)`` steps, where a step's
+    stay within ``max_bytes``: a chunk holds ``max_bytes // (6 * bytes per
+    step)`` steps, since up to about five copies of a chunk were measured
+    alive at once (the one training, the next one gathered on the host and
+    its copy on the device, the last one's until the runtime frees it; one
+    more of the rows as stored when they must be cast), where a step's
     bytes are ``batch_size`` rows of ``x`` and ``t`` as sent. Checking the data
     first reads blocks of rows within the same budget. Outside it: the
     epoch's order (4 bytes a row), the parameters and optimizer state, and
@@ -62,7 +66,7 @@ class HostStream:
             by default).
 
     Raises:
-        ValueError: from ``fit`` when three copies of one step's minibatch
+        ValueError: from ``fit`` when six copies of one step's minibatch
             alone exceed ``max_bytes`` (naming the batch size, the row size and
             the budget).
 

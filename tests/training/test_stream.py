@@ -62,10 +62,10 @@ def test_host_stream_options_are_checked(options, match):
         jaxnn.HostStream(**options)
 
 
-def test_a_chunk_holds_the_steps_that_fit_three_times_in_the_budget():
+def test_a_chunk_holds_the_steps_that_fit_six_times_in_the_budget():
     x, t = np.zeros((100, 20), np.float32), np.zeros(100, np.int32)
     sent = 20 * 4 + 4  # bytes of a row of x and t
-    per_step = 10 * 3 * sent
+    per_step = 10 * 6 * sent
     assert jaxnn.HostStream(max_bytes=7 * per_step).chunk_steps(10, x, t, (np.float32, np.int32)) == 7
     assert jaxnn.HostStream(max_bytes=8 * per_step - 1).chunk_steps(10, x, t, (np.float32, np.int32)) == 7
     assert jaxnn.HostStream(4, max_bytes=7 * per_step).chunk_steps(10, x, t, (np.float32, np.int32)) == 4
@@ -77,9 +77,10 @@ def test_a_chunk_holds_the_steps_that_fit_three_times_in_the_budget():
 
 def test_a_step_larger_than_the_budget_is_refused_before_anything_runs():
     net, params, x, t = stream_problem()  # rows of 20 float32 and one int32 label: 84 bytes
-    with pytest.raises(ValueError, match=r"HostStream\(max_bytes=5000\) is too small for one step: batch_size 20 "
-                                         r"rows of 84 bytes \(x and t as sent\) need 5040 bytes in flight"):
-        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=20, stream=jaxnn.HostStream(max_bytes=5000))
+    with pytest.raises(ValueError, match=r"HostStream\(max_bytes=10000\) is too small for one step: batch_size 20 "
+                                         r"rows of 84 bytes \(x and t as sent\) need 10080 bytes in flight"):
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=20,
+                  stream=jaxnn.HostStream(max_bytes=10000))
 
 
 @pytest.mark.parametrize("batch_size", [1, 16])
@@ -87,7 +88,7 @@ def test_a_small_budget_trains_bitwise_as_in_memory(batch_size):
     net, params, x, t = stream_problem(n=83)
     kw = dict(optimizer=optax.adam(1e-2), batch_size=batch_size, epochs=2, key=jax.random.key(5))
     ref, _ = jaxnn.fit(net, params, x, t, **kw)
-    budget = 3 * 84 * batch_size * 2  # two steps per chunk
+    budget = 6 * 84 * batch_size * 2  # two steps per chunk
     state, _ = jaxnn.fit(net, params, x, t, stream=jaxnn.HostStream(max_bytes=budget), **kw)
     assert max_abs_diff(state.params, ref.params) == 0
 
@@ -106,7 +107,9 @@ t = np.load(path + "/t.npy", mmap_mode="r")
 net = jaxnn.Network.from_sizes((x.shape[1], 4), jaxnn.Identity(), jaxnn.CrossEntropyLoss())
 params = net.init(jax.random.key(0))
 kw = dict(optimizer=optax.sgd(0.01), batch_size=256, key=jax.random.key(1), stream=jaxnn.HostStream(max_bytes=budget))
-jaxnn.fit(net, params, np.asarray(x[:1024]), np.asarray(t[:1024]), **kw)  # compiled before the baseline
+chunk = kw["stream"].chunk_steps(256, x, t, (np.float32, np.int32))
+warm = (chunk + (x.shape[0] // 256) % chunk) * 256  # a full chunk and the epoch's last: every shape compiled
+jaxnn.fit(net, params, np.asarray(x[:warm]), np.asarray(t[:warm]), **kw)
 base = peak = anon()
 done = False
 
@@ -127,8 +130,6 @@ print(max(peak, anon()) - base)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured 39 MiB of growth for a 16 MiB budget: the chunks are sized to the budget, but "
-                          "some copy or allocator retention is not yet accounted for (see docs/scaling.md)", strict=False)
 def test_streaming_a_memmap_stays_within_its_budget(tmp_path):
     """One epoch over a 64 MiB memmap with a 16 MiB budget: anonymous memory (what the file's pages are not)
     grows by at most the budget and 8 MiB for the runtime (the epoch's order, the reads of the check, XLA's
