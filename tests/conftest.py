@@ -25,8 +25,12 @@ collect_ignore = ["training/multiprocess_worker.py"]
 
 # CI draws the same examples on every run, so a result never depends on luck.
 settings.register_profile("ci", derandomize=True, database=None)
+# Mutation testing (tools/mutation.sh) reruns the tests hundreds of times: a few examples each, the same ones.
+settings.register_profile("mutation", max_examples=5, derandomize=True, database=None, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+if os.environ.get("JAXNN_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["JAXNN_HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture

@@ -115,3 +115,63 @@ def stream_problem(dtype=np.float32, n=200):
 def max_abs_diff(a, b):
     """The largest absolute difference between two pytrees' entries."""
     return max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+class AutodiffCalled(Exception):
+    """Raised when autodiff differentiates :class:`TanhNoAutodiff`."""
+
+
+@jax.custom_jvp
+def _tanh_refusing_autodiff(y):
+    return jnp.tanh(y)
+
+
+@_tanh_refusing_autodiff.defjvp
+def _refuse(primals, tangents):
+    raise AutodiffCalled("jax differentiated TanhNoAutodiff: something called autodiff")
+
+
+@dataclasses.dataclass(frozen=True)
+class TanhNoAutodiff(jaxnn.Elementwise):
+    """tanh with its right derivative, whose ``f`` raises AutodiffCalled when jax differentiates it.
+
+    The hand-written recursion only evaluates ``f`` and ``df``, so a path that
+    claims to be manual trains with it; any path that calls autodiff fails.
+    """
+
+    def f(self, y):
+        return _tanh_refusing_autodiff(y)
+
+    def df(self, y):
+        return 1 - jnp.tanh(y) ** 2
+
+
+def sgd_loop(net, params, batches, lr, grad=None):
+    """Plain SGD in Python: ``params -= lr * grad(params, x, t)`` for each ``(x, t)`` in ``batches``.
+
+    ``grad`` defaults to ``net.backprop``, the hand-written recursion. Each
+    step is jitted on its own, only to keep the loop quick.
+    """
+    grad = grad or net.backprop
+
+    @jax.jit
+    def step(params, x, t):
+        return [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grad(params, x, t))]
+
+    for x, t in batches:
+        params = step(params, x, t)
+    return params
+
+
+def adamw_loop(net, params, batches, lr, weight_decay, b1=0.9, b2=0.999, eps=1e-8):
+    """AdamW written out (Loshchilov and Hutter; optax's defaults): Adam's step plus ``lr * wd * params``."""
+    m = jax.tree.map(jnp.zeros_like, params)
+    v = jax.tree.map(jnp.zeros_like, params)
+    for k, (x, t) in enumerate(batches, start=1):
+        g = net.backprop(params, x, t)
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g**2, v, g)
+        params = jax.tree.map(
+            lambda p, m, v: p - lr * ((m / (1 - b1**k)) / (jnp.sqrt(v / (1 - b2**k)) + eps) + weight_decay * p),
+            params, m, v)
+    return [tuple(pair) for pair in params]

@@ -384,6 +384,59 @@ def test_no_file_descriptor_leaks_on_success_or_error(tmp_path, monkeypatch):
     assert temporaries(tmp_path) == []
 
 
+def _tracked_files(monkeypatch):
+    """Every file object ``os.fdopen`` or ``open`` makes from now on, to check that each one gets closed."""
+    made = []
+    for module, name in [(os, "fdopen"), (io, "open"), (__import__("builtins"), "open")]:
+        real = getattr(module, name)
+
+        def tracking(*args, real=real, **kwargs):
+            f = real(*args, **kwargs)
+            made.append(f)
+            return f
+
+        monkeypatch.setattr(module, name, tracking)
+    return made
+
+
+def test_save_and_load_close_every_file_they_open_before_returning(tmp_path, monkeypatch):
+    """Guards against save or load leaving a file object open for the garbage collector to close (a
+    ResourceWarning at some later, unrelated point, or never): every file object they make is closed when
+    they return or raise, and no descriptor stays open even before any collection."""
+    jaxnn.save(tmp_path / "warm.npz", TREE)
+    jaxnn.load(tmp_path / "warm.npz", TREE)
+    gc.collect()
+    real_write = np.lib.format.write_array
+    failures = [None, OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for error in failures:
+            gc.disable()  # a leak must show in the count, not be tidied away by a collection
+            try:
+                made = _tracked_files(monkeypatch)
+                if error is not None:
+                    def fail(*args, error=error, **kwargs):
+                        raise error
+                    monkeypatch.setattr(np.lib.format, "write_array", fail)
+                before = open_fds()
+                with pytest.raises(type(error)) if error is not None else contextlib.nullcontext():
+                    jaxnn.save(tmp_path / "s.npz", TREE)
+                assert open_fds() == before, f"save leaked a descriptor ({error!r})"
+                assert made and all(f.closed for f in made), f"save left a file open ({error!r})"
+                monkeypatch.setattr(np.lib.format, "write_array", real_write)
+                made.clear()
+                jaxnn.load(tmp_path / "s.npz", TREE)
+                with pytest.raises(ValueError):
+                    jaxnn.load(tmp_path / "s.npz", {"other": np.ones(1)})
+                assert open_fds() == before, "load leaked a descriptor"
+                assert made and all(f.closed for f in made), "load left a file open"
+            finally:
+                gc.enable()
+                monkeypatch.undo()
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 # --- interrupted saves -----------------------------------------------------------------------------
 
 

@@ -108,3 +108,44 @@ def test_binary_cross_entropy_per_example_tools(problem):
     ref_norms, ref_clipped = _vmap_then_clip(net, params, x, t, 0.3)
     np.testing.assert_allclose(jaxnn.per_example_grad_norms(net, params, x, t), ref_norms, rtol=RTOL, atol=ATOL)
     assert_trees_close(jaxnn.clipped_mean_grad(net, params, x, t, 0.3), ref_clipped, RTOL, ATOL)
+
+
+def _noise_samples(net, params, x, t, clip_norm, sigma, draws, seed=0):
+    """``draws`` samples of the noise clipped_mean_grad adds, one (draws, size) array per leaf."""
+    plain = jaxnn.clipped_mean_grad(net, params, x, t, clip_norm)
+    sample = jax.jit(jax.vmap(
+        lambda k: jaxnn.clipped_mean_grad(net, params, x, t, clip_norm, noise_multiplier=sigma, key=k)
+    ))(jax.random.split(jax.random.key(seed), draws))
+    return [(np.asarray(s) - np.asarray(p)).reshape(draws, -1)
+            for s, p in zip(jax.tree.leaves(sample), jax.tree.leaves(plain))]
+
+
+@pytest.mark.parametrize("clip_norm", [0.3, 5.0])
+def test_noise_scale_is_sigma_times_clip_norm_over_batch(problem, clip_norm):
+    """Guards against DP-SGD noise of standard deviation ``sigma`` instead of ``sigma * clip_norm`` (a
+    privacy bug that clip_norm = 1 hides): the docstring's ``(... + sigma * C * N(0, I)) / batch``."""
+    batch, sigma, draws = 4, 1.5, 3000
+    net, params, x, t = problem((3, 4, 2), ACTS[:2], batch, seed=2)
+    noise = np.concatenate(_noise_samples(net, params, x, t, clip_norm, sigma, draws), axis=1)
+    expected = sigma * clip_norm / batch
+    # 22 entries of 3000 draws each: the pooled std is known to about 0.3%, each entry's to about 1.3%.
+    np.testing.assert_allclose(noise.std(), expected, rtol=0.02)
+    np.testing.assert_allclose(noise.std(axis=0), expected, rtol=0.07)
+    np.testing.assert_allclose(noise.mean(axis=0), 0.0, atol=5 * expected / np.sqrt(draws))
+
+
+def test_noise_of_different_leaves_is_independent(problem):
+    """Guards against one PRNG key reused for every leaf's noise, which makes the noise of leaves of one
+    shape equal and of other shapes equal up to shape (a privacy bug: the noise cancels in differences).
+
+    Every pair of entries of different leaves must be uncorrelated over the draws.
+    """
+    draws = 3000
+    net, params, x, t = problem((3, 3, 3), ACTS[:2], 4, seed=3)  # W0, W1 (3, 3); b0, b1 (3,)
+    leaves = _noise_samples(net, params, x, t, 2.0, 1.0, draws, seed=1)
+    standard = [(n - n.mean(0)) / n.std(0) for n in leaves]
+    for a in range(len(leaves)):
+        for b in range(a + 1, len(leaves)):
+            correlation = standard[a].T @ standard[b] / draws  # every entry of leaf a with every entry of b
+            # Under independence each is about N(0, 1/3000): 0.018; 81 of them stay well below 0.1.
+            assert np.abs(correlation).max() < 0.1, (a, b, np.abs(correlation).max())

@@ -8,7 +8,8 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close, quadrant_problem, small_problem
+from tests.helpers import (AutodiffCalled, TanhNoAutodiff, TanhWrongDerivative, adamw_loop, assert_trees_close,
+                           max_abs_diff, quadrant_problem, sgd_loop, small_problem)
 
 
 @pytest.mark.parametrize("optimizer", [optax.sgd(0.1), optax.adam(1e-2), optax.sgd(0.1, momentum=0.9)])
@@ -84,3 +85,75 @@ def test_batch_split_makes_independent_parts():
     assert_trees_close(step(params, state, x, t), jaxnn.make_train_step(net, optimizer)(params, state, x, t),
                        rtol=1e-12, atol=1e-14)
 
+
+
+def _planted_problem(act, n=16, seed=0):
+    net = jaxnn.Network.from_sizes([3, 6, 2], [act, jaxnn.Identity()], jaxnn.MSELoss())
+    kp, kx, kt = jax.random.split(jax.random.key(seed), 3)
+    return net, net.init(kp, bias_init="normal"), jax.random.normal(kx, (n, 3)), jax.random.normal(kt, (n, 2))
+
+
+@pytest.mark.parametrize("batch", [None, 8])
+def test_the_manual_step_runs_the_hand_written_recursion(batch):
+    """Guards against gradients="manual" computing its gradients with jax.value_and_grad.
+
+    A planted wrong derivative (f' = 1 - tanh instead of 1 - tanh^2) is seen
+    only by the hand-written recursion: the manual step must follow a plain
+    loop over ``net.backprop`` with that bug, and so differ from autodiff.
+    """
+    net, params, x, t = _planted_problem(TanhWrongDerivative())
+    x, t = (x[0], t[0]) if batch is None else (x[:batch], t[:batch])
+    lr, steps = 0.1, 5
+    optimizer = optax.sgd(lr)
+    results = {}
+    for mode in ("manual", "autodiff"):
+        step = jaxnn.make_train_step(net, optimizer, gradients=mode, batch_split=1)
+        p, state = params, optimizer.init(params)
+        for _ in range(steps):
+            p, state, _ = step(p, state, x, t)
+        results[mode] = p
+    assert_trees_close(results["manual"], sgd_loop(net, params, [(x, t)] * steps, lr), rtol=1e-12, atol=1e-14)
+    autodiff_loop = sgd_loop(net, params, [(x, t)] * steps, lr, grad=jax.grad(net.loss))
+    assert_trees_close(results["autodiff"], autodiff_loop, rtol=1e-12, atol=1e-14)
+    assert max_abs_diff(results["manual"], results["autodiff"]) > 1e-3  # the planted bug shows
+
+
+@pytest.mark.parametrize("batch_split", [1, 2])
+def test_the_manual_step_never_calls_autodiff(batch_split):
+    """Guards against gradients="manual" calling jax.grad: an activation that raises when differentiated.
+
+    The manual step traces and trains (equal to a plain ``net.backprop``
+    loop); the autodiff step, which must differentiate it, raises.
+    """
+    net, params, x, t = _planted_problem(TanhNoAutodiff())
+    optimizer = optax.sgd(0.1)
+    step = jaxnn.make_train_step(net, optimizer, gradients="manual", batch_split=batch_split)
+    p, _, loss = step(params, optimizer.init(params), x, t)
+    assert_trees_close(p, sgd_loop(net, params, [(x, t)], 0.1), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(loss, net.loss(params, x, t), rtol=1e-12)
+    with pytest.raises(AutodiffCalled):
+        jaxnn.make_train_step(net, optimizer, gradients="autodiff")(params, optimizer.init(params), x, t)
+
+
+@pytest.mark.parametrize("gradients", ["manual", "autodiff"])
+def test_optimizers_that_read_the_parameters_get_them(gradients):
+    """Guards against the step calling ``optimizer.update(grads, state)`` without ``params``.
+
+    Weight decay (``optax.add_decayed_weights``, ``optax.adamw``) reads the
+    parameters; each is checked against the update written out by hand.
+    """
+    net, params, x, t = _planted_problem(jaxnn.Tanh())
+    batches = [(x[:8], t[:8]), (x[8:], t[8:])] * 3
+    lr, wd = 0.05, 0.3
+    cases = [
+        (optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr)),
+         lambda: sgd_loop(net, params, batches, lr, grad=lambda p, x, t: jax.tree.map(
+             lambda g, w: g + wd * w, net.backprop(p, x, t), p))),
+        (optax.adamw(lr, weight_decay=wd), lambda: adamw_loop(net, params, batches, lr, wd)),
+    ]
+    for optimizer, expected in cases:
+        step = jaxnn.make_train_step(net, optimizer, gradients=gradients, batch_split=1)
+        p, state = params, optimizer.init(params)
+        for xb, tb in batches:
+            p, state, _ = step(p, state, xb, tb)
+        assert_trees_close(p, expected(), rtol=1e-10, atol=1e-12)
