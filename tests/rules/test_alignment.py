@@ -47,6 +47,8 @@ def test_angles_are_those_of_the_updates_and_matrices(problem, getkey):
         W1, W2 = params[1][0], params[2][0]
         if isinstance(rule, SignSymmetry):
             want_fb = [np.nan, degrees(jnp.sign(W1), W1), degrees(jnp.sign(W2), W2)]
+        elif isinstance(rule, KolenPollack):  # it keeps B_i^T, in W's layout
+            want_fb = [np.nan, degrees(state[1], W1), degrees(state[2], W2)]
         elif isinstance(rule, DirectFeedbackAlignment):  # only B_1 stands where a W^T would: W_2^T
             want_fb = [np.nan, np.nan, degrees(state[1], W2.T)]
         else:
