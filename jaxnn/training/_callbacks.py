@@ -334,7 +334,7 @@ class AlignmentMonitor(Callback):
         self._last = run.first_epoch + run.epochs
 
     def _measure(self, state: TrainState) -> dict[str, float]:
-        """The angles for ``state``'s parameters and rule state: ``{align_update/<i>: ..., align_feedback/<i>: ...}``."""
+        """``{align_update/<i>: ..., align_feedback/<i>: ...}`` for ``state``'s parameters and rule state."""
         angles = jax.device_get(_alignment(self._rule, self.net, state.params, state.grad_state, self.x, self.t))
         n = len(self.net.layers)
         return {**{f"align_update/{i}": float(angles.update[i]) for i in range(n)},
