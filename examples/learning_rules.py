@@ -20,7 +20,8 @@ By default the data is scikit-learn's 8x8 digits (1,797 images, shipped with
 scikit-learn); ``--mnist DIR`` reads MNIST IDX files from DIR instead (its
 training set if present, else its 10,000-image test set split 80/20).
 
-    python examples/learning_rules.py [--epochs 15] [--lr 0.003] [--hidden 5] [--every 1] [--seed 0] [--mnist DIR] [--plot rules.png]
+    python examples/learning_rules.py [--epochs 15] [--lr 0.003] [--hidden 5] [--every 1] [--seed 0]
+                                      [--mnist DIR] [--plot rules.png]
 """
 
 import argparse

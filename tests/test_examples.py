@@ -160,8 +160,8 @@ def test_research_run(tmp_path):
 @pytest.mark.slow  # five rules compiled in a fresh interpreter: about 30 s on 2 shared cores
 def test_learning_rules(tmp_path):
     out = run("learning_rules.py", "--hidden", 2, "--epochs", 6, "--every", 3, "--plot", tmp_path / "rules.png")
-    rows = {m[0].strip(): m[1:] for m in re.findall(r"^(\S+(?:, W=0)?)\s+([0-9.]+)%((?:\s+(?:[0-9.]+|nan))+)\s+[0-9.]+$",
-                                                    out, re.M)}
+    row = r"^(\S+(?:, W=0)?)\s+([0-9.]+)%((?:\s+(?:[0-9.]+|nan))+)\s+[0-9.]+$"  # name, accuracy, angles, seconds
+    rows = {m[0]: m[1:] for m in re.findall(row, out, re.M)}
     assert list(rows) == ["backprop", "FA", "SS", "KP", "DFA", "DFA, W=0"]
     accuracy = {name: float(acc) / 100 for name, (acc, _) in rows.items()}
     angles = {name: [float(a) for a in rest.split()] for name, (_, rest) in rows.items()}
