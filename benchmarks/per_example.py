@@ -21,7 +21,8 @@ def run(batch: int, calls: int, repeats: int) -> dict:
         "vmap_backprop": jax.jit(jax.vmap(net.backprop, in_axes=(None, 0, 0))),
         "vmap_grad": jax.jit(jax.vmap(jax.grad(net.loss), in_axes=(None, 0, 0))),
     }
-    manual, auto = (f(params, xs[0], ts[0]) for f in per_example.values())
+    with jax.default_matmul_precision("highest"):  # checked in full float32 (a GPU's default is TF32)
+        manual, auto = [f(params, xs[0], ts[0]) for f in per_example.values()]
     for m, a in zip(jax.tree.leaves(manual), jax.tree.leaves(auto)):
         np.testing.assert_allclose(np.asarray(m), np.asarray(a), rtol=1e-4, atol=1e-5)
 

@@ -66,11 +66,15 @@ def bare_scan(params, xs, ts, step):
 
 
 def check_same_training(net, params, x, t, steps=300):
-    """The NumPy loop, the bare scan and fit train to the same parameters (float32 vs float64)."""
+    """The NumPy loop, the bare scan and fit train to the same parameters (float32 vs float64).
+
+    Checked with float32 products in full float32 (a GPU's default is TF32).
+    """
     expected = numpy_train(params, x[:steps], t[:steps], LR, ALPHA)
-    state, _ = jaxnn.fit(net, params, x[:steps], t[:steps], optimizer=optax.sgd(LR), batch_size=1)
-    fitted = state.params
-    bare = bare_scan(params, jnp.asarray(x[:steps]), jnp.asarray(t[:steps]), _bare_manual_step)
+    with jax.default_matmul_precision("highest"):
+        state, _ = jaxnn.fit(net, params, x[:steps], t[:steps], optimizer=optax.sgd(LR), batch_size=1)
+        fitted = state.params
+        bare = bare_scan(params, jnp.asarray(x[:steps]), jnp.asarray(t[:steps]), _bare_manual_step)
     for got in (fitted, bare):
         for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
             np.testing.assert_allclose(np.asarray(a), e, rtol=1e-3, atol=1e-4)

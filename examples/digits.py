@@ -94,13 +94,10 @@ def plot(path, histories, best_name, x_test, y_test, guess, side):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--epochs", type=int, default=40, help="passes over the training images")
-    parser.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40, help="passes over the training images (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.02, help="SGD learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
     parser.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR instead")
     parser.add_argument("--plot", metavar="FILE.png", help="save loss curves and misclassified digits")
     args = parser.parse_args()

@@ -104,14 +104,14 @@ def plot(path, histories):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=15, help="passes over the training images")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per step")
-    parser.add_argument("--hidden", type=int, default=5, help="hidden tanh layers")
-    parser.add_argument("--every", type=int, default=1, help="epochs between measurements of the angles")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15, help="passes over the training images (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per step (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=5, help="hidden tanh layers (default: %(default)s)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="epochs between measurements of the angles (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
     parser.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR instead")
     parser.add_argument("--plot", metavar="FILE.png", help="save the angles over training")
     args = parser.parse_args()

@@ -74,16 +74,16 @@ def plot_regions(net, before, after, x_test, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--steps", type=int, default=99_000, help="per-example SGD steps per restart")
-    parser.add_argument("--test", type=int, default=1_000, help="held-out test points")
-    parser.add_argument("--validation", type=int, default=10_000, help="points picking the best restart")
-    parser.add_argument("--restarts", type=int, default=16, help="independent runs trained at once")
-    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=99_000,
+                        help="per-example SGD steps per restart (default: %(default)s)")
+    parser.add_argument("--test", type=int, default=1_000, help="held-out test points (default: %(default)s)")
+    parser.add_argument("--validation", type=int, default=10_000,
+                        help="points picking the best restart (default: %(default)s)")
+    parser.add_argument("--restarts", type=int, default=16,
+                        help="independent runs trained at once (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the decision regions before/after")
     args = parser.parse_args()
 

@@ -39,15 +39,14 @@ def load_digits_split(key):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=200, help="most epochs to train")
-    parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
-    parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
-    # SUPPRESS: the help states the default itself, and no "(default: None)" follows it.
-    parser.add_argument("--checkpoint", default=argparse.SUPPRESS,
-                        help="checkpoint file (default: run.npz in a new temporary folder)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=200, help="most epochs to train (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="epochs without a better validation loss (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the split, weights and shuffling (default: %(default)s)")
+    parser.add_argument("--checkpoint", help="checkpoint file (default: run.npz in a new temporary folder)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the training and validation curves")
     args = parser.parse_args()
 
@@ -56,7 +55,7 @@ def main():
     net = jaxnn.Network.from_sizes((64, 32, 10), [jaxnn.ReLU(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(init_key)
     folder = tempfile.mkdtemp()
-    path = vars(args).get("checkpoint") or os.path.join(folder, "run.npz")
+    path = args.checkpoint or os.path.join(folder, "run.npz")
     train = dict(optimizer=optax.adam(args.lr), batch_size=32, key=shuffle_key, validation=(x_val, y_val))
 
     stop = jaxnn.EarlyStopping(monitor="val_loss", patience=args.patience)

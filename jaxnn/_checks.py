@@ -34,6 +34,7 @@ __all__ = [
     "choice",
     "dtype_like",
     "file_path",
+    "fits_jax_int",
     "flag",
     "float_dtype",
     "is_traced",
@@ -203,13 +204,56 @@ def require_target(where: str, t):
     return t
 
 
+def _position(index: int, shape: tuple[int, ...]) -> str:
+    """Where flat ``index`` lies in an array of ``shape``: ``row 5``, ``index (5, 1)``."""
+    if len(shape) == 1:
+        return f"row {index}"
+    return f"index {tuple(int(i) for i in np.unravel_index(index, shape))}"
+
+
+def fits_jax_int(name: str, value):
+    """``value`` (a NumPy integer array or scalar), unless JAX would narrow its dtype and a value does not fit.
+
+    With 64-bit JAX off, JAX stores int64 as int32 and uint64 as uint32 and
+    wraps what does not fit (a label 2**32 becomes 0). The values are read as
+    given, before any cast, so the message shows the true one. Costs one
+    pass over the array, and only for the dtypes JAX would narrow.
+
+    Raises:
+        ValueError: naming ``name``, the first value that does not fit, where
+            it is, and the dtype JAX would use.
+    """
+    dtype = np.dtype(value.dtype)
+    if dtype.kind not in "iu":
+        return value
+    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    a = np.asarray(value)
+    if target == dtype or a.size == 0:
+        return value
+    info = np.iinfo(target)
+    if a.min() >= info.min and a.max() <= info.max:
+        return value
+    flat = a.ravel()
+    bad = int(np.argmax((flat < info.min) | (flat > info.max)))
+    where = f" at {_position(bad, a.shape)}" if a.ndim else ""
+    raise ValueError(
+        f"{name} holds {int(flat[bad])}{where}, which does not fit {target.name} (64-bit JAX is off, so JAX "
+        f"stores {dtype.name} as {target.name} and would wrap it to {int(flat[bad].astype(target))}); correct "
+        f'the value, or enable 64-bit JAX first with jax.config.update("jax_enable_x64", True)'
+    )
+
+
 def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
     """``value`` (an array, a NumPy array or nested lists) as an array of real numbers.
+
+    Integers are checked as given, before JAX casts them: with 64-bit JAX off
+    an int64 value beyond int32's range is refused (:func:`fits_jax_int`)
+    rather than wrapped.
 
     Raises:
         TypeError: for None, strings, objects, complex or boolean values; the
             message says what to pass instead.
-        ValueError: for ragged nested lists.
+        ValueError: for ragged nested lists, and integers JAX cannot hold.
     """
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
@@ -228,6 +272,9 @@ def as_array(name: str, value, *, labels_ok: bool = False) -> jax.Array:
         raise TypeError(f"{name} must hold numbers, got dtype bool; {fix}")
     if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
         raise TypeError(f"{name} must be an array of numbers, got dtype {dtype} ({type(value).__name__})")
+    if isinstance(value, jax.Array):
+        return value
+    fits_jax_int(name, value)
     return jnp.asarray(value)
 
 
@@ -332,7 +379,7 @@ def check_finite_params(params) -> None:
     _raise_non_finite_params(params, params_ok)
 
 
-def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> None:
+def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str, names: tuple[str, str] = ("x", "t")) -> None:
     """Check what only the values reveal.
 
     At least one example; finite parameters, inputs and float targets; class
@@ -344,7 +391,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     compiled reductions read back once);
     under ``jax.jit`` it does nothing, since values are unknown while tracing.
     There an out-of-range label gives a garbage or NaN loss silently, and NaN
-    inputs give NaN outputs.
+    inputs give NaN outputs. ``names`` are what messages call ``x`` and ``t``.
     """
     check_nonempty(where, x)
     if is_traced(params, x, t):
@@ -360,7 +407,7 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     _raise_non_finite_params(params, params_ok)
     if not x_ok:
         raise ValueError(
-            f"{where}: x holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
+            f"{where}: {names[0]} holds a non-finite value (NaN or inf) at index {_first_bad(x)}; "
             f"remove or impute those examples first"
         )
     if t is None or t.size == 0:
@@ -368,10 +415,10 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
     if jnp.issubdtype(t.dtype, jnp.integer):
         rule = net.loss_fn.label_rule(net.layers[-1].outs)
         if rule is not None and t.shape == x.shape[:-1] and (low < 0 or high >= rule[0]):
-            check_labels(f"{where}: t", t, *rule)  # reads the labels only to name the first bad one
+            check_labels(f"{where}: {names[1]}", t, *rule)  # reads the labels only to name the first bad one
         return
     if not t_ok:
-        raise ValueError(f"{where}: t holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
+        raise ValueError(f"{where}: {names[1]} holds a non-finite value (NaN or inf) at index {_first_bad(t)}")
     bounds = net.loss_fn.target_range()
     if bounds is not None and (low < bounds[0] or high > bounds[1]):
         t_host = np.asarray(t, np.float64)
@@ -379,5 +426,5 @@ def check_data(net, params, x: jax.Array, t: jax.Array | None, where: str) -> No
         value = float(t_host[index])
         what = "a negative value" if bounds[0] == 0 and value < 0 else f"a value outside [{bounds[0]:g}, {bounds[1]:g}],"
         raise ValueError(
-            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but t holds {what} {value} at index {index}"
+            f"{where}: {type(net.loss_fn).__name__} targets are probabilities, but {names[1]} holds {what} {value} at index {index}"
         )

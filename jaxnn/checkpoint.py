@@ -108,7 +108,8 @@ def save(path: str | os.PathLike, tree: Any) -> str | os.PathLike:
             names ``path``, and the previous file at ``path`` is untouched.
 
     >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn
-    >>> tree = {"w": jnp.ones((2, 3)), "step": jnp.asarray(7, jnp.int32), "key": jax.random.key(0)}
+    >>> tree = {"w": jnp.ones((2, 3)), "step": jnp.asarray(7, jnp.int32),
+    ...         "key": jax.random.key(0)}
     >>> path = jaxnn.save(os.path.join(tempfile.mkdtemp(), "state.npz"), tree)
     >>> back = jaxnn.load(path, like=tree)
     >>> back["w"].shape, int(back["step"]), bool((jax.random.key_data(back["key"]) ==
@@ -164,7 +165,8 @@ def load(path: str | os.PathLike, like: Any) -> Any:
 
     >>> import os, tempfile, jax, jax.numpy as jnp, jaxnn
     >>> path = jaxnn.save(os.path.join(tempfile.mkdtemp(), "w.npz"), [jnp.arange(3.0)])
-    >>> jaxnn.load(path, like=[jax.ShapeDtypeStruct((3,), jnp.arange(3.0).dtype)])[0].tolist()
+    >>> like = [jax.ShapeDtypeStruct((3,), jnp.arange(3.0).dtype)]
+    >>> jaxnn.load(path, like=like)[0].tolist()
     [0.0, 1.0, 2.0]
     >>> jaxnn.load(path, like=[jnp.zeros(4)])  # doctest: +ELLIPSIS
     Traceback (most recent call last):

@@ -335,7 +335,8 @@ def _as_input(layers: Sequence, params, x: ArrayLike, name: str) -> jax.Array:
     if shape[-1] != ins:
         raise ValueError(f"{name} has last dimension {shape[-1]} but layer 0 expects {ins} inputs "
                          f"({name} shape {shape})")
-    return jnp.asarray(x, dtype=jnp.result_type(params[0][0]))
+    dtype = jnp.result_type(params[0][0])
+    return x if x.dtype == dtype else jnp.asarray(x, dtype=dtype)
 
 
 def _as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_values: bool, name: str) -> jax.Array:
@@ -347,13 +348,18 @@ def _as_target(layers: Sequence, loss_fn, x: jax.Array, t: ArrayLike, check_valu
     """
     t = as_array(name, t, labels_ok=True)
     out_shape = x.shape[:-1] + (layers[-1].outs,)
-    loss_fn.check_target(out_shape, t)
+    try:
+        loss_fn.check_target(out_shape, t)
+    except ValueError as err:
+        if name == "t":
+            raise
+        raise ValueError(f"{name}: {err}") from None  # the loss does not know what the caller calls t
     rule = loss_fn.label_rule(layers[-1].outs)
     integer = jnp.issubdtype(t.dtype, jnp.integer)
     if check_values and rule is not None and integer and t.shape == out_shape[:-1] and not is_traced(t):
         check_labels(name, t, *rule)
     if jnp.issubdtype(t.dtype, jnp.floating):
-        t = t.astype(x.dtype)
+        t = t if t.dtype == x.dtype else t.astype(x.dtype)
     return t
 
 

@@ -104,7 +104,8 @@ def per_example_grad_norms(net: Network, params: Params, x: ArrayLike, t: ArrayL
     >>> net = jaxnn.Network.from_sizes((3, 2), jaxnn.Identity(), jaxnn.MSELoss())
     >>> params = [(jax.numpy.zeros((2, 3)), jax.numpy.zeros(2))]
     >>> x, t = jax.numpy.array([[1.0, 2.0, 2.0]]), jax.numpy.array([[1.0, 0.0]])
-    >>> round(float(jaxnn.per_example_grad_norms(net, params, x, t)[0]), 6)  # sqrt(10): ||db|| = 1, ||x|| = 3
+    >>> norms = jaxnn.per_example_grad_norms(net, params, x, t)  # sqrt(10): ||db|| = 1, ||x|| = 3
+    >>> round(float(norms[0]), 6)
     3.162278
     """
     return _norms(*_per_example_deltas(net, params, x, t, "per_example_grad_norms"))

@@ -16,7 +16,8 @@ Axes, and never calls ``plt.show``, so it works with any backend, Agg included.
 >>> import jax, jaxnn, matplotlib.figure
 >>> from jaxnn import plotting
 >>> net = jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.Tanh()),
-...                      jaxnn.Layer(3, 2, jaxnn.Identity())], jaxnn.CrossEntropyLoss())
+...                      jaxnn.Layer(3, 2, jaxnn.Identity())],
+...                     jaxnn.CrossEntropyLoss())
 >>> params = net.init(jax.random.key(0))
 >>> ax = matplotlib.figure.Figure().add_subplot()
 >>> plotting.decision_regions(net, params, ax=ax) is ax
@@ -122,7 +123,8 @@ def decision_regions(net, params, x=None, t=None, *, ax=None, bounds=None, resol
             ``bounds`` have the wrong shape.
 
     >>> import jax, jax.numpy as jnp, jaxnn, matplotlib.figure
-    >>> net = jaxnn.Network([jaxnn.Layer(2, 2, jaxnn.Identity())], jaxnn.CrossEntropyLoss())
+    >>> net = jaxnn.Network([jaxnn.Layer(2, 2, jaxnn.Identity())],
+    ...                     jaxnn.CrossEntropyLoss())
     >>> params = net.init(jax.random.key(0))
     >>> x = jax.random.uniform(jax.random.key(1), (50, 2), minval=-2, maxval=2)
     >>> ax = decision_regions(net, params, x, (x[:, 0] > 0).astype(int),
@@ -516,7 +518,8 @@ def recursion_diagram(net, params, x, t, *, report=None, ax=None, decimals=2, ma
     >>> ax = recursion_diagram(net, params, jax.numpy.array([0.5, -1.0]),
     ...                        jax.numpy.array([1.0, 0.0]),
     ...                        ax=matplotlib.figure.Figure().add_subplot())
-    >>> sum(isinstance(p, matplotlib.patches.Circle) for p in ax.patches)  # 2 + 3 + 2 neurons
+    >>> # 2 + 3 + 2 neurons
+    >>> sum(isinstance(p, matplotlib.patches.Circle) for p in ax.patches)
     7
     """
     check_network("net", net)

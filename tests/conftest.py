@@ -10,6 +10,13 @@ from hypothesis import settings
 # Before anything imports jaxnn, so that every array it makes is made under these settings.
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# JAXNN_TEST_PRECISION=highest (benchmarks/accelerator.py sets it on a GPU or TPU): float32 matrix
+# products in full float32, not the accelerator's default (TF32 on a GPU, bfloat16 passes on a
+# TPU), which is too coarse for the float32 tolerances of the tests. Exported as
+# JAX_DEFAULT_MATMUL_PRECISION, which jax reads, so the examples and workers tests start agree.
+if os.environ.get("JAXNN_TEST_PRECISION"):
+    jax.config.update("jax_default_matmul_precision", os.environ["JAXNN_TEST_PRECISION"])
+    os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = os.environ["JAXNN_TEST_PRECISION"]
 
 from tests.helpers import random_problem  # noqa: E402
 

@@ -4,7 +4,6 @@ Each test's docstring names the fault it guards against. The loops marked ``slow
 cases many times (``pytest -m slow``); every subprocess runs under a timeout.
 """
 
-import _thread
 import contextlib
 import errno
 import gc
@@ -426,7 +425,7 @@ def interrupt_saves(tmp_path, rounds, seed=0):
     main = threading.main_thread().ident
     counts = {"during save": 0, "after save": 0, "other": 0}
     for i in range(rounds):
-        sender = (lambda: signal.pthread_kill(main, signal.SIGINT)) if i % 2 else _thread.interrupt_main
+        sender = (lambda: signal.pthread_kill(main, signal.SIGINT)) if i % 2 else (lambda: os.kill(os.getpid(), signal.SIGINT))
         timer = threading.Timer(rng.uniform(0, 1.3 * duration), sender)
         returned = False
         try:

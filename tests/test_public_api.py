@@ -104,3 +104,67 @@ def test_the_private_name_check_finds_what_it_should():
     # Inside jaxnn.training the same private module is its own.
     assert private_uses("from ._step import train_step\n", "jaxnn.training", is_package=True) == []
     assert private_uses("from jaxnn._types import Params\n", "tests.test_x") == [(1, "jaxnn._types.Params")]
+
+
+def _package_imports():
+    """``{module: [(line, imported jaxnn module, inside a function)]}`` for every module of jaxnn."""
+    modules = {}
+    for path in sorted((ROOT / "jaxnn").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    found = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       for n in ast.walk(f)}
+        rows = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            rows += [(node.lineno, name, id(node) in in_function) for name in names if name in modules]
+        found[module] = rows
+    return found
+
+
+def test_no_import_cycle_and_no_jaxnn_import_inside_a_function():
+    """The layout's promise: modules import each other in one direction, at the top, where a reader looks."""
+    imports = _package_imports()
+    hidden = [f"{m}:{line} imports {name}" for m, rows in imports.items() for line, name, inner in rows if inner]
+    assert not hidden, "imports of jaxnn modules inside functions:\n" + "\n".join(hidden)
+    edges = {m: {name for _, name, _ in rows if name != m and not m.startswith(name + ".")}
+             for m, rows in imports.items()}
+    cycles, done = [], set()
+
+    def visit(module, path):
+        if module in path:
+            cycles.append(" -> ".join(path[path.index(module):] + [module]))
+            return
+        if module in done:
+            return
+        for target in sorted(edges[module]):
+            visit(target, path + [module])
+        done.add(module)
+
+    for module in sorted(edges):
+        visit(module, [])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_checks_are_a_leaf_and_the_recursion_lives_in_one_module():
+    imports = _package_imports()
+    assert not imports["jaxnn._checks"], imports["jaxnn._checks"]
+    loops = [p.relative_to(ROOT).as_posix() for p in (ROOT / "jaxnn").rglob("*.py")
+             if "reversed(range(" in p.read_text()]
+    assert loops == ["jaxnn/backprop.py"], loops
+
+
+def test_fit_reads_on_one_screen():
+    """``fit`` is a plan and a run: its body (docstring aside) stays short."""
+    tree = ast.parse((ROOT / "jaxnn" / "training" / "_fit.py").read_text())
+    fit = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fit")
+    body = fit.body[1:]  # after the docstring
+    assert body[-1].end_lineno - body[0].lineno + 1 <= 40

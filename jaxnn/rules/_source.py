@@ -56,7 +56,8 @@ class GradientSource:
     ...         return loss, jax.tree.map(lambda g: g / 2, grads), state
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
-    >>> loss, grads, state = Halved().value_and_grad(net, params, (), jax.numpy.ones(2), jax.numpy.zeros(1))
+    >>> x, t = jax.numpy.ones(2), jax.numpy.zeros(1)
+    >>> loss, grads, state = Halved().value_and_grad(net, params, (), x, t)
     >>> state
     ()
     """

@@ -163,8 +163,13 @@ class Checkpoint(Callback):
     state, from its own devices), and every process waits until the file is
     written, so any of them can load it afterwards.
 
+    With ``EarlyStopping(restore_best=True)`` listed before ``Checkpoint``,
+    the file written at the end of ``fit`` holds the best epoch's state; list
+    ``Checkpoint`` first to keep the last epoch's state in the file.
+
     Args:
-        path: the file to write (its folder must exist).
+        path: the file to write (its folder must exist and be writable:
+            ``fit`` checks it before anything runs).
         every: save after every this many epochs (by absolute epoch number).
     """
 

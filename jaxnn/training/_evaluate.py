@@ -78,7 +78,8 @@ def evaluate(
     >>> import jax, jax.numpy as jnp, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 2), jaxnn.Identity(), jaxnn.CrossEntropyLoss())
     >>> params = [(jnp.eye(2), jnp.zeros(2))]
-    >>> jaxnn.evaluate(net, params, jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0]))["accuracy"]
+    >>> x, t = jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0])
+    >>> jaxnn.evaluate(net, params, x, t)["accuracy"]
     0.5
     """
     check_network("net", net)

@@ -171,12 +171,14 @@ def fit(
 
     >>> import jax, jax.numpy as jnp, optax, jaxnn
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
-    >>> x = jax.random.normal(jax.random.key(0), (64, 2)); t = x @ jnp.array([[1.0], [-2.0]])
+    >>> x = jax.random.normal(jax.random.key(0), (64, 2))
+    >>> t = x @ jnp.array([[1.0], [-2.0]])
     >>> state, history = jaxnn.fit(net, net.init(jax.random.key(1)), x, t,
     ...                            optimizer=optax.sgd(0.1), batch_size=8, epochs=3)
     >>> state.epoch, history["epoch"].tolist()
     (3, [1, 2, 3])
-    >>> state, history = jaxnn.fit(net, state, x, t, optimizer=optax.sgd(0.1), batch_size=8)
+    >>> state, history = jaxnn.fit(net, state, x, t, optimizer=optax.sgd(0.1),
+    ...                            batch_size=8)
     >>> state.epoch, history["epoch"].tolist()
     (4, [4])
     """

@@ -9,6 +9,7 @@ not scanned for bad values again.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import warnings
 import weakref
@@ -89,10 +90,10 @@ _MAX_CHECKED = 64
 _lock = threading.Lock()
 
 
-def _check_values_once(net, params, x, t, given, where) -> None:
+def _check_values_once(net, params, x, t, given, where, names) -> None:
     """``check_data``, skipping the data's scan when the same arrays passed it for an equal network."""
     if not all(isinstance(a, jax.Array) for a in given):
-        check_data(net, params, x, t, where)
+        check_data(net, params, x, t, where, names)
         return
     key = (tuple(id(a) for a in given), net.layers[-1].outs, net.loss_fn, x.dtype)
     with _lock:
@@ -101,11 +102,17 @@ def _check_values_once(net, params, x, t, given, where) -> None:
     if seen:
         check_finite_params(params)
         return
-    check_data(net, params, x, t, where)
+    check_data(net, params, x, t, where, names)
     with _lock:
         _CHECKED[key] = tuple(weakref.ref(a) for a in given)
         while len(_CHECKED) > _MAX_CHECKED:
             _CHECKED.popitem(last=False)
+
+
+@functools.cache
+def _default_key() -> jax.Array:
+    """``jax.random.key(0)``, made once: the sources' key when ``fit`` has none."""
+    return jax.random.key(0)
 
 
 def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
@@ -126,7 +133,7 @@ def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
         )
     _, t = net.check_inputs(params, x, t, check_labels=False, names=names)  # the value checks read labels
     if check:
-        _check_values_once(net, params, x, t, given, where)
+        _check_values_once(net, params, x, t, given, where, names)
     return x, t
 
 
@@ -204,7 +211,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
         check_state(net, optimizer, source, params_or_state)
     else:
         net.check_params(params_or_state)
-    source_key = jax.random.key(0) if key is None else jax.random.fold_in(key, SOURCE_KEY)
+    source_key = _default_key() if key is None else jax.random.fold_in(key, SOURCE_KEY)
     state = start_state(params_or_state, optimizer, source, net, source_key)
     if state.epoch + epochs > MAX_EPOCH:
         raise ValueError(
@@ -216,7 +223,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
     if stream is None:
         x, t = _checked_data(net, state.params, x, t, "fit", check_data)
     else:
-        dtypes = check_host_data(net, state.params, x, t, "fit", check_data)
+        dtypes, stream_steps = check_host_data(net, state.params, x, t, "fit", check_data, stream, batch_size)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
@@ -240,7 +247,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
         runner = DeviceEpochs(config, where, *place_data(x, t, where), batch_size,
                               min(wanted) if wanted else max(full, 1), short, shards)
     else:
-        runner = StreamedEpochs(config, where, x, t, batch_size, min([stream.steps_per_chunk] + wanted),
+        runner = StreamedEpochs(config, where, x, t, batch_size, min([stream_steps] + wanted),
                                 dtypes=dtypes, shards=shards)
     placed = place_state((state.params, state.opt_state, state.grad_state), where)
     state = state._replace(**dict(zip(("params", "opt_state", "grad_state"), placed)))

@@ -20,6 +20,11 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from jaxnn.training._cache import cached
+
+try:
+    from jax import shard_map
+except ImportError:  # jax before 0.7 has it only under jax.experimental
+    from jax.experimental.shard_map import shard_map
 from jaxnn.training._placement import Placement
 from jaxnn.training._step import StepConfig, train_step
 
@@ -82,7 +87,7 @@ def _local_batches(where: Placement, x, t, order, start, *, steps, batch):
         lead = (steps, batch // count)
         return x[idx].reshape(lead + x.shape[1:]), t[idx].reshape(lead + t.shape[1:])
 
-    return jax.shard_map(gather, mesh=where.mesh, in_specs=(spec, spec, spec, PartitionSpec()),
+    return shard_map(gather, mesh=where.mesh, in_specs=(spec, spec, spec, PartitionSpec()),
                          out_specs=PartitionSpec(None, where.axis))(x, t, order, start)
 
 
@@ -116,6 +121,12 @@ def _run_batches(config, where, params, opt_state, grad_state, xs, ts, *, batch,
     return _scan(config, params, opt_state, grad_state, xs, ts, steps=xs.shape[0], batch=batch)
 
 
+def _named(run: functools.partial) -> functools.partial:
+    """``run`` under its function's name, which names its compiled program (older jax names a partial none)."""
+    run.__name__ = run.func.__name__
+    return run
+
+
 def _key(config: StepConfig, where) -> tuple:
     return (config.net, config.source, config.batch_split, where)
 
@@ -124,7 +135,8 @@ def steps_runner(config: StepConfig, where: Placement | None):
     """The jitted ``run(params, opt_state, grad_state, x, t, order, start, *, steps, batch, single) -> Ran``, cached."""
 
     def build():
-        return jax.jit(functools.partial(_run_steps, config, where), static_argnames=("steps", "batch", "single"))
+        run = _named(functools.partial(_run_steps, config, where))
+        return jax.jit(run, static_argnames=("steps", "batch", "single"))
 
     return cached("steps", _key(config, where), config.optimizer, build)
 
@@ -133,6 +145,6 @@ def batches_runner(config: StepConfig, where: Placement | None):
     """The jitted ``run(params, opt_state, grad_state, xs, ts, *, batch, single) -> Ran`` for host chunks, cached."""
 
     def build():
-        return jax.jit(functools.partial(_run_batches, config, where), static_argnames=("batch", "single"))
+        return jax.jit(_named(functools.partial(_run_batches, config, where)), static_argnames=("batch", "single"))
 
     return cached("batches", _key(config, where), config.optimizer, build)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn._checks import as_array, flag, positive_int
+from jaxnn._checks import as_array, fits_jax_int, flag, positive_int
 from jaxnn.network import Network, check_network
 from jaxnn.rules import GradientSource, as_source
 from jaxnn.training._cache import cached
@@ -95,7 +95,7 @@ def train_step(config: StepConfig, params, opt_state, grad_state, x, t):
     return optax.apply_updates(params, updates), opt_state, grad_state, loss
 
 
-def _checked_step(config: StepConfig, params, opt_state, x, t, grad_state=()):
+def _checked_step(config: StepConfig, params, opt_state, x, t, grad_state):
     """:func:`train_step` after checking its arguments while tracing, once per compilation."""
     config.net.check_params(params)
     check_opt_state(config.optimizer, params, opt_state)
@@ -104,12 +104,23 @@ def _checked_step(config: StepConfig, params, opt_state, x, t, grad_state=()):
     return train_step(config, params, opt_state, grad_state, x, t)
 
 
+def _stateless_step(config: StepConfig, params, opt_state, x, t):
+    """``(params, opt_state, loss)``: :func:`_checked_step` for a source without state (its state is ``()``)."""
+    params, opt_state, _, loss = _checked_step(config, params, opt_state, x, t, ())
+    return params, opt_state, loss
+
+
 def _as_data(name, value, labels_ok=False):
-    """Arrays as they are (NumPy's too, as ``jax.jit`` takes them); lists and bad values checked by name."""
+    """Arrays as they are (NumPy's too, as ``jax.jit`` takes them); lists and bad values checked by name.
+
+    ``jax.jit`` would cast a NumPy int64 array to int32 when 64-bit JAX is
+    off, wrapping what does not fit: those are checked first (one pass, for
+    those dtypes only).
+    """
     if isinstance(value, jax.Array):
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
-        return value
+        return fits_jax_int(name, value)
     return as_array(name, value, labels_ok=labels_ok)
 
 
@@ -169,7 +180,8 @@ def make_train_step(
     >>> net = jaxnn.Network.from_sizes((2, 1), jaxnn.Identity(), jaxnn.MSELoss())
     >>> params = net.init(jax.random.key(0))
     >>> step = jaxnn.make_train_step(net, optax.sgd(0.1))
-    >>> params, opt_state, loss = step(params, optax.sgd(0.1).init(params), jnp.ones(2), jnp.zeros(1))
+    >>> opt_state = optax.sgd(0.1).init(params)
+    >>> params, opt_state, loss = step(params, opt_state, jnp.ones(2), jnp.zeros(1))
     >>> step is jaxnn.make_train_step(net, optax.sgd(0.1))
     True
     """
@@ -180,26 +192,28 @@ def make_train_step(
     donate = flag("donate", donate)
 
     def build():
-        jitted = jax.jit(functools.partial(_checked_step, StepConfig(net, optimizer, source, batch_split)),
-                         donate_argnums=(0, 1, 4) if donate else ())
+        config = StepConfig(net, optimizer, source, batch_split)
+        stateless = jax.jit(functools.partial(_stateless_step, config), donate_argnums=(0, 1) if donate else ())
+        with_state = jax.jit(functools.partial(_checked_step, config), donate_argnums=(0, 1, 4) if donate else ())
 
         def step(params, opt_state, x, t, grad_state: Any = None):
             """``(params, opt_state, loss)`` after one update; with ``grad_state``, ``(..., loss, grad_state)``."""
             x, t = _as_data("x", x), _as_data("t", t, labels_ok=True)
             try:
-                out = jitted(params, opt_state, x, t, () if grad_state is None else grad_state)
+                if grad_state is None:
+                    return stateless(params, opt_state, x, t)
+                params, opt_state, grad_state, loss = with_state(params, opt_state, x, t, grad_state)
+                return params, opt_state, loss, grad_state
             except (TypeError, ValueError, OverflowError, DeprecationWarning):
                 # JAX refuses a leaf that is no array before tracing starts (or warns of a generator): say which
                 net.check_params(params)
                 check_opt_state(optimizer, params, opt_state)
                 raise
-            params, opt_state, grad_state_out, loss = out
-            return (params, opt_state, loss) if grad_state is None else (params, opt_state, loss, grad_state_out)
 
-        # jax.jit's ahead-of-time methods (step.lower(...).compile(), ...), which take arrays as they are
+        # jax.jit's ahead-of-time methods (step.lower(...).compile(), ...) of the step without state
         for name in ("lower", "trace", "eval_shape"):
-            if hasattr(jitted, name):
-                setattr(step, name, getattr(jitted, name))
+            if hasattr(stateless, name):
+                setattr(step, name, getattr(stateless, name))
         return step
 
     return cached("step", (net, source, donate, batch_split), optimizer, build)
