@@ -5,21 +5,23 @@ Backprop sends the error back through the transposed forward weights,
 sign symmetry (SS) only the signs of ``W``, Kolen-Pollack (KP) a matrix that
 learns ``W^T`` from the weights' own updates, and direct feedback alignment
 (DFA) sends the output error straight to every hidden layer. One deep tanh
-network (5 hidden layers) is trained with each, from the same weights, and
+network (5 hidden layers by default) is trained with each, from the same weights, and
 once more with DFA from zero hidden weights (only DFA can start there: every
 other rule's hidden errors pass through the zero weights above them).
 
-After each epoch the angles to backprop are measured on a fixed batch of
-training images with ``jaxnn.rules.alignment``: between each layer's update
-and the true gradient, and between each feedback matrix and ``W^T``. The
-script prints a table of test accuracy and final angles and, with
-``--plot FILE.png``, draws the angles over training.
+During training, ``jaxnn.AlignmentMonitor`` measures the angles to backprop
+on a fixed batch of training images (``jaxnn.rules.alignment``): between each
+layer's update and the true gradient, and between each feedback matrix and
+``W^T``; they land in ``fit``'s history next to the loss. The script prints a
+table of test accuracy and final angles and, with ``--plot FILE.png``, draws
+the angles over training straight from the histories.
 
 By default the data is scikit-learn's 8x8 digits (1,797 images, shipped with
 scikit-learn); ``--mnist DIR`` reads MNIST IDX files from DIR instead (its
 training set if present, else its 10,000-image test set split 80/20).
 
-    python examples/learning_rules.py [--epochs 15] [--lr 0.001] [--seed 0] [--mnist DIR] [--plot rules.png]
+    python examples/learning_rules.py [--epochs 15] [--lr 0.003] [--hidden 5] [--every 1] [--seed 0]
+                                      [--mnist DIR] [--plot rules.png]
 """
 
 import argparse
@@ -28,13 +30,11 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import jaxnn
 from jaxnn.datasets import load_mnist
-from jaxnn.rules import (Backprop, DirectFeedbackAlignment, FeedbackAlignment, KolenPollack,
-                         SignSymmetry, alignment)
+from jaxnn.rules import Backprop, DirectFeedbackAlignment, FeedbackAlignment, KolenPollack, SignSymmetry
 
 RULES = {
     "backprop": Backprop(),
@@ -44,11 +44,15 @@ RULES = {
     "DFA": DirectFeedbackAlignment(),
     "DFA, W=0": DirectFeedbackAlignment(),  # hidden weights start at zero
 }
-HIDDEN, WIDTH = 5, 64
+WIDTH = 64  # units per hidden layer
 
 
-def load(mnist_dir, key, test_fraction=0.2):
-    """(x_train, y_train, x_test, y_test, description): pixels in [0, 1], integer labels."""
+def load(mnist_dir, key, batch_size, test_fraction=0.2):
+    """(x_train, y_train, x_test, y_test, description): pixels in [0, 1], integer labels.
+
+    A split's training set is a whole number of batches (about ``1 - test_fraction`` of the images):
+    then every step has the same shape, and each rule's training compiles once.
+    """
     if mnist_dir is None:
         from sklearn.datasets import load_digits
 
@@ -65,27 +69,16 @@ def load(mnist_dir, key, test_fraction=0.2):
     x = jnp.asarray(images.reshape(len(images), -1), jnp.float32) / scale
     y = jnp.asarray(labels, jnp.int32)
     order = jax.random.permutation(key, len(x))
-    n_test = int(len(x) * test_fraction)
+    n_test = len(x) - int(len(x) * (1 - test_fraction)) // batch_size * batch_size
     return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]], what
 
 
 def train(net, params, rule, data, args, key):
-    """Train one epoch at a time with ``fit``, measuring the angles to backprop after each."""
+    """Train with ``fit``, the angles to backprop measured every ``args.every`` epochs on 512 training images."""
     x_train, y_train, x_test, y_test = data
-    probe_x, probe_y = x_train[:512], y_train[:512]
-    angles = jax.jit(alignment, static_argnums=(0, 1))
-    history, state = {}, params
-    for epoch in range(args.epochs):
-        state, epoch_history = jaxnn.fit(
-            net, state, x_train, y_train, optimizer=optax.adam(args.lr), batch_size=args.batch_size,
-            epochs=1, key=key, gradients=rule, validation=(x_test, y_test))
-        a = angles(rule, net, state.params, state.grad_state, probe_x, probe_y)
-        row = dict(epoch_history)
-        for i in range(len(params)):
-            row[f"align_update/{i}"], row[f"align_feedback/{i}"] = a.update[i], a.feedback[i]
-        for k, v in row.items():
-            history.setdefault(k, []).append(float(np.ravel(v)[-1]))
-    return state, {k: np.asarray(v) for k, v in history.items()}
+    monitor = jaxnn.AlignmentMonitor(net, x_train[:512], y_train[:512], every=args.every)
+    return jaxnn.fit(net, params, x_train, y_train, optimizer=optax.adam(args.lr), batch_size=args.batch_size,
+                     epochs=args.epochs, key=key, gradients=rule, validation=(x_test, y_test), callbacks=[monitor])
 
 
 def plot(path, histories):
@@ -113,20 +106,24 @@ def plot(path, histories):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15, help="passes over the training images (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per step (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=5, help="hidden tanh layers (default: %(default)s)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="epochs between measurements of the angles (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
     parser.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR instead")
     parser.add_argument("--plot", metavar="FILE.png", help="save the angles over training")
     args = parser.parse_args()
 
     data_key, init_key, rule_key, shuffle_key = jax.random.split(jax.random.key(args.seed), 4)
-    *data, what = load(args.mnist, data_key)
+    *data, what = load(args.mnist, data_key, args.batch_size)
     print(f"{what}: {len(data[0])} training and {len(data[2])} test images")
-    sizes = (data[0].shape[1],) + (WIDTH,) * HIDDEN + (10,)
-    net = jaxnn.Network.from_sizes(sizes, [jaxnn.Tanh()] * HIDDEN + [jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    sizes = (data[0].shape[1],) + (WIDTH,) * args.hidden + (10,)
+    net = jaxnn.Network.from_sizes(sizes, [jaxnn.Tanh()] * args.hidden + [jaxnn.Identity()],
+                                   jaxnn.CrossEntropyLoss())
     params = net.init(init_key, dtype=jnp.float32)
-    zeroed = [(jnp.zeros_like(W), b) if i < HIDDEN else (W, b) for i, (W, b) in enumerate(params)]
+    zeroed = [(jnp.zeros_like(W), b) if i < args.hidden else (W, b) for i, (W, b) in enumerate(params)]
 
     histories, seconds = {}, {}
     for name, rule in RULES.items():

@@ -62,6 +62,7 @@ from jaxnn.network import Layer, Network
 from jaxnn.per_example import clipped_mean_grad, per_example_grad_norms, per_example_grads
 from jaxnn.second_order import hessian, hvp
 from jaxnn.training import (
+    AlignmentMonitor,
     Callback,
     Checkpoint,
     EarlyStopping,
@@ -79,6 +80,7 @@ from jaxnn._version import __version__ as __version__
 
 __all__ = [
     "Activation",
+    "AlignmentMonitor",
     "BinaryCrossEntropyLoss",
     "Callback",
     "Checkpoint",

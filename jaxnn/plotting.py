@@ -320,12 +320,14 @@ def alignment_angles(history, *, ax=None):
     """Plot a learning rule's angles to backprop over training, one colour per layer.
 
     Reads the per-layer keys of a history (a dict of arrays, one entry per
-    epoch, as ``fit`` returns): ``align_update/<i>``, the angle between layer
+    epoch), as ``fit`` returns it with a :class:`jaxnn.AlignmentMonitor` among
+    its callbacks: ``align_update/<i>``, the angle between layer
     ``i``'s update and the gradient (solid lines), and ``align_feedback/<i>``,
     between its feedback matrix and ``W_i^T`` (dashed), both in degrees as
     :func:`jaxnn.rules.alignment` gives them. ``epoch`` gives the x values
-    (default 1, 2, ...); NaN entries are left out, and so are series that are
-    all NaN. A dotted line marks 90 degrees: below it, an update still goes
+    (default 1, 2, ...); NaN entries (the epochs the monitor skipped) are left
+    out, with a marker on each measured epoch, and so are series that are all
+    NaN. A dotted line marks 90 degrees: below it, an update still goes
     downhill. The legend sits to the right of the plot, clear of the data.
 
     Args:

@@ -157,6 +157,21 @@ def test_research_run(tmp_path):
     assert (tmp_path / "run.npz").exists() and (tmp_path / "curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # five rules compiled in a fresh interpreter: about 30 s on 2 shared cores
+def test_learning_rules(tmp_path):
+    out = run("learning_rules.py", "--hidden", 2, "--epochs", 6, "--every", 3, "--plot", tmp_path / "rules.png")
+    row = r"^(\S+(?:, W=0)?)\s+([0-9.]+)%((?:\s+(?:[0-9.]+|nan))+)\s+[0-9.]+$"  # name, accuracy, angles, seconds
+    rows = {m[0]: m[1:] for m in re.findall(row, out, re.M)}
+    assert list(rows) == ["backprop", "FA", "SS", "KP", "DFA", "DFA, W=0"]
+    accuracy = {name: float(acc) / 100 for name, (acc, _) in rows.items()}
+    angles = {name: [float(a) for a in rest.split()] for name, (_, rest) in rows.items()}
+    assert accuracy["backprop"] > 0.85 and all(acc > 0.6 for acc in accuracy.values()), accuracy
+    assert all(a < 1e-3 for a in angles["backprop"][:2]) and all(np.isnan(angles["backprop"][2:]))
+    assert all(a < 90 for a in angles["FA"][:2])  # upd0, upd1: the hidden updates still go downhill
+    assert np.isnan(angles["DFA"][2]) and angles["DFA"][3] < 90  # fb1 undefined for DFA, fb2 its last matrix
+    assert (tmp_path / "rules.png").stat().st_size > 10_000
+
+
 def test_data_parallel_on_eight_cpu_devices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
     out = run("data_parallel.py", "--examples", 2048, "--epochs", 2)

@@ -11,7 +11,7 @@ Rules without weight transport replace backprop's ``dx = W^T db``:
 :class:`FeedbackAlignment`, :class:`SignSymmetry`, :class:`KolenPollack` and
 :class:`DirectFeedbackAlignment`, all through one recursion,
 :func:`backprop_with`. :func:`alignment` measures how far a rule is from
-backprop.
+backprop; :class:`jaxnn.AlignmentMonitor` logs it during ``fit``.
 """
 
 from jaxnn.rules._source import Autodiff as Autodiff

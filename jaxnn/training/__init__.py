@@ -20,13 +20,15 @@ The design, one module per concern, in the order a call to ``fit`` walks them:
 * ``_state``: :class:`TrainState` and its checks, and the error that carries
   the last finite one.
 * ``_callbacks``: the small objects ``fit`` calls before, within and after
-  epochs: early stopping, checkpoints, progress.
+  epochs: early stopping, checkpoints, progress, a learning rule's angles
+  to backprop.
 * ``_evaluate``: the loss and accuracy on held-out data, in batches.
 
 ``fit`` grows by taking small values and objects (``validation=(x, t)``,
 ``callbacks=[EarlyStopping(...), Checkpoint(...)]``), not more flags.
 """
 
+from jaxnn.training._callbacks import AlignmentMonitor as AlignmentMonitor
 from jaxnn.training._callbacks import Callback as Callback
 from jaxnn.training._callbacks import Checkpoint as Checkpoint
 from jaxnn.training._callbacks import EarlyStopping as EarlyStopping
@@ -45,6 +47,7 @@ from jaxnn.training._stream import HostStream as HostStream
 from jaxnn.training._step import make_train_step as make_train_step
 
 __all__ = [
+    "AlignmentMonitor",
     "GRADIENT_MODES",
     "Callback",
     "Checkpoint",

@@ -23,17 +23,22 @@ def transposes(params):
     return {i: W.T for i, (W, _) in enumerate(params) if i > 0}
 
 
+def weights(params):
+    """Kolen-Pollack's state that is backprop: ``B_i^T = W_i``, kept in W's layout."""
+    return {i: W for i, (W, _) in enumerate(params) if i > 0}
+
+
 @settings(max_examples=15, deadline=None)
 @given(problems())
 def test_feedback_alignment_with_transposes_is_backprop(problem):
     net, params, x, t, _ = problem
     (bp_loss, bp), (ad_loss, ad) = reference(net, params, x, t)
-    for rule in (FA, KP):
-        loss, grads, state = value_and_grad(rule, net, params, transposes(params), x, t)
+    for rule, exact in ((FA, transposes(params)), (KP, weights(params))):
+        loss, grads, state = value_and_grad(rule, net, params, exact, x, t)
         assert_close(grads, bp)
         assert_close(grads, ad)
         np.testing.assert_allclose(loss, ad_loss, rtol=TOL)  # the true loss
-        assert_close(state, transposes(params))  # FA leaves its matrices alone
+        assert_close(state, exact)  # value_and_grad leaves the matrices alone
 
 
 @settings(max_examples=15, deadline=None)
@@ -82,9 +87,10 @@ def test_kolen_pollack_step_gives_the_feedback_the_transposed_update(problem, op
     for i, ((W, b), (W_new, b_new), (U, u)) in enumerate(zip(params, new_params, raw)):
         assert_close(W_new, W + U - d * W)
         assert_close(b_new, b + u)  # biases do not decay
-        if i > 0:
-            assert_close(new_state[i], state[i] + U.T - d * state[i])
-            assert_close(W_new - new_state[i].T, (1 - d) * (W - state[i].T))
+        if i > 0:  # KP keeps B_i^T, in W's layout
+            assert_close(new_state[i], state[i] + U - d * state[i])
+            assert_close(W_new - new_state[i], (1 - d) * (W - state[i]))
+            assert_close(KP.transport_matrices(net, new_params, new_state)[i], new_state[i].T)
     assert set(new_state) == set(state)
 
 
@@ -123,7 +129,8 @@ def test_one_example_batch_vmap_and_seeds(getkey):
             continue
         states = jax.vmap(rule.init, in_axes=(0, None, None))(jax.random.split(getkey(), 3), net, params)
         losses, grads, _ = jax.jit(jax.vmap(lambda s: rule.value_and_grad(net, params, s, x, t)))(states)
-        assert losses.shape == (3,) and grads[0][0].shape == (3, 5, 3) and states[1].shape == (3, 5, 4)
+        assert losses.shape == (3,) and grads[0][0].shape == (3, 5, 3)
+        assert states[1].shape == ((3, 4, 5) if rule is KP else (3, 5, 4))
         assert_close(grads[0][0][1], value_and_grad(rule, net, params, jax.tree.map(lambda s: s[1], states), x, t)[1][0][0])
 
 
@@ -133,6 +140,9 @@ def test_initial_feedback_has_the_shapes_dtype_and_scale_of_transposes(getkey):
     state = FA.init(getkey(), net, params)
     assert {i: (B.shape, B.dtype) for i, B in state.items()} == {
         1: ((200, 50), jnp.float32), 2: ((50, 10), jnp.float32)}
+    # Kolen-Pollack draws the same matrices and keeps their transposes, in W's layout.
+    key = getkey()
+    assert_close(KP.init(key, net, params), {i: B.T for i, B in FA.init(key, net, params).items()})
     for i, B in state.items():  # LeCun normal, like W: variance 1 / ins of layer i
         np.testing.assert_allclose(float(jnp.std(B)), float(jnp.std(params[i][0])), rtol=0.15)
     assert FA.init(jax.random.key(3), net, params)[1][0, 0] == FA.init(jax.random.key(3), net, params)[1][0, 0]
@@ -148,6 +158,9 @@ def test_wrong_feedback_matrices_are_named(getkey):
     with pytest.raises(ValueError, match=r"state\[1\].*dtype float64.*got shape \(5, 4\) and dtype float32"):
         jax.jit(FA.value_and_grad, static_argnums=0)(net, params, {**good, 1: good[1].astype(jnp.float32)}, x, t)
     other = jaxnn.Network.from_sizes((3, 5, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    kp = KP.init(getkey(), net, params)
+    with pytest.raises(ValueError, match=r"state\[2\], layer 2's feedback matrix for KolenPollack, must have shape \(2, 4\) \(KolenPollack keeps B_i\^T, in W_i's layout"):
+        KP.value_and_grad(net, params, {**kp, 2: kp[2].T}, x, t)
     with pytest.raises(ValueError, match=r"layers \[1\] but KolenPollack on this network needs exactly layers \[1, 2\].*another network"):
         KP.value_and_grad(net, params, KP.init(getkey(), other, other.init(getkey())), x, t)
     with pytest.raises(TypeError, match="dict"):
