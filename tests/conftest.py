@@ -33,6 +33,13 @@ if os.environ.get("JAXNN_HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["JAXNN_HYPOTHESIS_PROFILE"])
 
 
+def pytest_configure(config):
+    """``-m "not slow"`` is the quick tier: there hypothesis tests draw at most a few examples each
+    (``tests.helpers.examples``); the full suite draws them all."""
+    if config.getoption("markexpr", "").replace(" ", "") == "notslow":
+        os.environ["JAXNN_QUICK_TIER"] = "1"
+
+
 @pytest.fixture
 def getkey():
     """``getkey()`` returns ``jax.random.key(0)``, then ``key(1)``, ...: fresh keys, the same on every run."""

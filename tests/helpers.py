@@ -5,6 +5,7 @@ function-scoped fixtures, call them directly.
 """
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -175,3 +176,11 @@ def adamw_loop(net, params, batches, lr, weight_decay, b1=0.9, b2=0.999, eps=1e-
             lambda p, m, v: p - lr * ((m / (1 - b1**k)) / (jnp.sqrt(v / (1 - b2**k)) + eps) + weight_decay * p),
             params, m, v)
     return [tuple(pair) for pair in params]
+
+
+QUICK_EXAMPLES = 3  # hypothesis examples per test in the quick tier
+
+
+def examples(n: int) -> int:
+    """``n`` hypothesis examples in the full suite, at most ``QUICK_EXAMPLES`` in the quick tier (``-m "not slow"``)."""
+    return min(n, QUICK_EXAMPLES) if os.environ.get("JAXNN_QUICK_TIER") else n

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import jaxnn
 
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, examples
 
 TOL = {jnp.float64: 1e-12, jnp.float32: 2e-5}
 ACTIVATIONS = [jaxnn.LeakyReLU(), jaxnn.LeakyReLU(0.3), jaxnn.ReLU(), jaxnn.Sigmoid(), jaxnn.Tanh(),
@@ -66,7 +66,7 @@ def manual_and_autodiff(net, params, x, t):
     return net.value_and_backprop(params, x, t), jax.value_and_grad(net.loss)(params, x, t)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(problems())
 def test_jitted_backprop_equals_jax_grad(problem):
     net, params, x, t, dtype = problem
@@ -76,14 +76,15 @@ def test_jitted_backprop_equals_jax_grad(problem):
     np.testing.assert_allclose(loss, auto_loss, rtol=TOL[dtype])
 
 
-@settings(max_examples=5, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=examples(5), deadline=None)
 @given(problems())
 def test_backprop_equals_jax_grad_without_jit(problem):
     net, params, x, t, dtype = problem
     assert_grads_close(net.backprop(params, x, t), jax.grad(net.loss)(params, x, t), dtype)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(problems())
 def test_trace_dxs_are_gradients_with_respect_to_each_layer_input(problem):
     net, params, x, t, dtype = problem
@@ -97,7 +98,8 @@ def test_trace_dxs_are_gradients_with_respect_to_each_layer_input(problem):
     np.testing.assert_allclose(trace.dxs[-1] * scale, net.loss_fn.dloss(trace.xs[-1], t), rtol=TOL[dtype])
 
 
-@settings(max_examples=10, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=examples(10), deadline=None)
 @given(problems())
 def test_batch_gradient_is_mean_of_per_example_gradients(problem):
     net, params, x, t, dtype = problem

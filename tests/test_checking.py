@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import TanhWrongDerivative, random_problem, smooth_architectures
+from tests.helpers import TanhWrongDerivative, examples, random_problem, smooth_architectures
 
 
 # --- planted bugs ----------------------------------------------------------------
@@ -183,6 +183,7 @@ def _relu_net_at_kink(activation):
     return net, params, x, jnp.array([[2.0], [-1.0]])
 
 
+@pytest.mark.slow
 def test_finite_differences_across_a_kink_are_flagged_not_counted():
     net, params, x, t = _relu_net_at_kink(jaxnn.ReLU())
     report = jaxnn.check_gradients(net, params, x, t, compare_jit=False)
@@ -196,6 +197,7 @@ def test_finite_differences_across_a_kink_are_flagged_not_counted():
     assert undeclared.rows[0].manual_vs_autodiff.ok
 
 
+@pytest.mark.slow
 def test_float32_params_use_float32_tolerances_and_float64_differences():
     net = jaxnn.Network.from_sizes((3, 5, 2), [jaxnn.Sigmoid(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(jax.random.key(3), dtype=jnp.float32)
@@ -238,6 +240,7 @@ def test_large_parameters_are_sampled_for_finite_differences():
     assert unchecked.rows[0].manual_vs_fd is None and failing(unchecked) == {(0, "W")}
 
 
+@pytest.mark.slow
 def test_report_columns_stay_aligned_for_a_wide_layer():
     net = jaxnn.Network.from_sizes((784, 128, 10), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(jax.random.key(7))
@@ -268,7 +271,8 @@ def test_bad_backprop_output_is_named():
         jaxnn.check_gradients(net, params, jnp.ones(3), jnp.zeros(2), fd_entries=-1)
 
 
-@hypothesis.settings(max_examples=3, deadline=None)
+@pytest.mark.slow
+@hypothesis.settings(max_examples=examples(3), deadline=None)
 @hypothesis.given(**smooth_architectures())
 def test_random_architectures_pass(sizes, acts, batch, seed):
     net, params, x, t = random_problem(sizes, acts, batch, seed)
@@ -277,6 +281,7 @@ def test_random_architectures_pass(sizes, acts, batch, seed):
 
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_passes():
     net = jaxnn.Network.from_sizes((3, 4, 1), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.BinaryCrossEntropyLoss())
     params = net.init(jax.random.key(7), bias_init="normal")
@@ -287,6 +292,7 @@ def test_binary_cross_entropy_passes():
         assert report.components[-1].name == "loss BinaryCrossEntropyLoss()"
 
 
+@pytest.mark.slow
 def test_float32_params_under_64_bit_jax_warn_that_the_comparison_is_float32():
     net = jaxnn.Network.from_sizes((3, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     params32 = net.init(jax.random.key(0), dtype=jnp.float32)  # as if made before x64 was switched on

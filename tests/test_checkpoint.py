@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import jaxnn
+from tests.helpers import examples
 
 ROOT = Path(__file__).resolve().parents[1]
 META = "__jaxnn_checkpoint__"
@@ -71,6 +72,7 @@ def step(net, optimizer, state, x, t):
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_train_state_round_trip_is_bitwise_and_training_continues_identically(tmp_path, name):
     net, x, t = net_problem()
@@ -156,7 +158,7 @@ trees = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(tree=trees)
 def test_random_trees_round_trip_bitwise(tmp_path_factory, tree):
     path = tmp_path_factory.mktemp("h") / "t.npz"

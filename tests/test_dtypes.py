@@ -37,6 +37,7 @@ def _rel(a, ref) -> float:
     return float(np.abs(a - ref).max() / np.abs(ref).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("loss, acts", CASES)
 def test_float32_and_float64_end_to_end(dtype, loss, acts):

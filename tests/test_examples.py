@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every example in a fresh interpreter
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("sklearn")

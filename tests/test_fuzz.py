@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 import jaxnn
 
+pytestmark = pytest.mark.slow  # hundreds of drawn values at every public function
+
 PACKAGE = os.path.dirname(os.path.abspath(jaxnn.__file__))
 FUZZ = settings(max_examples=25, deadline=None)
 PATH_ERRORS = (FileNotFoundError, IsADirectoryError)

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 import jaxnn
 from tests.test_fuzz import PATH_ERRORS, Opaque, assert_finite, attempt, finite_input
 
+pytestmark = pytest.mark.slow  # hundreds of drawn values at every argument
+
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 NET = jaxnn.Network.from_sizes((3, 4, 2), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.MSELoss())

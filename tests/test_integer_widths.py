@@ -8,7 +8,6 @@ reported with their true value, whatever the width. The suite runs with
 call with JAX's own context manager.
 """
 
-import contextlib
 import re
 
 import jax
@@ -92,6 +91,7 @@ def test_a_label_jax_would_wrap_is_refused_with_its_value_as_given(entry, width,
             call(net, params, x, t)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", sorted(e for e, (_, values) in ENTRIES.items() if values))
 @pytest.mark.parametrize("on", [False, True], ids=["x64 off", "x64 on"])
 @pytest.mark.parametrize("width", WIDTHS, ids=lambda w: np.dtype(w).name)
@@ -115,6 +115,7 @@ def test_64_bit_labels_beyond_32_bits_are_kept_with_x64_on(width):
         step(params, _sgd().init(params), x, _labels(width, 2**40))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on", [False, True], ids=["x64 off", "x64 on"])
 @pytest.mark.parametrize("width", WIDTHS, ids=lambda w: np.dtype(w).name)
 def test_valid_labels_of_every_width_give_the_same_loss_and_step(on, width):

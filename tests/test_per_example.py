@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close, random_problem
+from tests.helpers import assert_trees_close, examples, random_problem
 
 RTOL, ATOL = 1e-12, 1e-14
 ACTS = [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.LeakyReLU(), jaxnn.ReLU(), jaxnn.Identity(), jaxnn.Softmax()]
@@ -40,7 +40,8 @@ def test_per_example_grads_equal_a_loop(problem):
         assert_trees_close(jax.tree.map(lambda g: g[i], per_example), jax.grad(net.loss)(params, x[i], t[i]), RTOL, ATOL)
 
 
-@hypothesis.settings(max_examples=5, deadline=None)
+@pytest.mark.slow
+@hypothesis.settings(max_examples=examples(5), deadline=None)
 @hypothesis.given(
     sizes=st.lists(st.integers(1, 5), min_size=2, max_size=4),
     acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3),
@@ -58,6 +59,7 @@ def test_norms_and_clipped_mean_equal_vmap_then_clip(sizes, acts, batch, seed, l
     assert_trees_close(clipped, ref_clipped, RTOL, ATOL)
 
 
+@pytest.mark.slow
 def test_jitted_on_the_benchmark_shape_and_clipping_really_happens(problem):
     acts = [jaxnn.LeakyReLU(), jaxnn.Tanh(), jaxnn.Identity()]
     net, params, x, t = problem((20, 8, 8, 3), acts, 16, seed=4, labels=True)
@@ -72,6 +74,7 @@ def test_jitted_on_the_benchmark_shape_and_clipping_really_happens(problem):
     assert_trees_close(clip(net, params, x, t, float(norms.max()) + 1), net.backprop(params, x, t), RTOL, ATOL)
 
 
+@pytest.mark.slow
 def test_noise_is_gaussian_with_the_dp_sgd_scale(problem):
     net, params, x, t = problem((3, 4, 2), ACTS[:2], 8, seed=1)
     plain = jaxnn.clipped_mean_grad(net, params, x, t, 1.0)
@@ -98,6 +101,7 @@ def test_bad_arguments_are_named(problem):
         jaxnn.per_example_grad_norms(net, params, x[0], t[0])
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_per_example_tools(problem):
     net, params, x, _ = problem((3, 4, 1), [jaxnn.Tanh(), jaxnn.Identity()], 6, seed=2,
                                 loss=jaxnn.BinaryCrossEntropyLoss())

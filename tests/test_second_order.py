@@ -6,13 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+import pytest
+
 import jaxnn
-from tests.helpers import assert_trees_close, random_problem, smooth_architectures
+from tests.helpers import assert_trees_close, examples, random_problem, smooth_architectures
 
 RTOL, ATOL = 1e-10, 1e-12
 
 
-@hypothesis.settings(max_examples=3, deadline=None)
+@pytest.mark.slow
+@hypothesis.settings(max_examples=examples(3), deadline=None)
 @hypothesis.given(**smooth_architectures())
 def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
     net, params, x, t = random_problem(sizes, acts, batch, seed)

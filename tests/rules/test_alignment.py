@@ -37,6 +37,7 @@ def test_backprop_and_feedback_through_transposes_are_aligned(problem):
     assert fa.update.dtype == params[0][0].dtype
 
 
+@pytest.mark.slow
 def test_angles_are_those_of_the_updates_and_matrices(problem, getkey):
     net, params, x, t = problem
     grads = jax.grad(net.loss)(params, x, t)

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import pytest
+
 import jaxnn
 
 from tests.rules.problems import assert_close
@@ -32,6 +34,7 @@ class NoisyTransport(jaxnn.rules.GradientSource):
         return loss, grads, key
 
 
+@pytest.mark.slow
 def test_without_noise_it_is_backprop_and_the_key_moves_on(make_problem):
     net, params, x, t = make_problem((3, 5, 4, 2), [jaxnn.Tanh()] * 3, 6)
     key = jax.random.key(0)

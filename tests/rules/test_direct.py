@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 
 import jaxnn
+from tests.helpers import examples
 from jaxnn.backprop import Direct, backward, forward_trace
 from jaxnn.rules import DirectFeedbackAlignment
 
@@ -20,7 +21,7 @@ from tests.rules.problems import TOL, assert_close, problems, reference, value_a
 DFA = DirectFeedbackAlignment()
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(min_layers=2, max_layers=2))
 def test_one_hidden_layer_with_the_output_transpose_is_backprop(problem):
     net, params, x, t, _ = problem
@@ -31,7 +32,8 @@ def test_one_hidden_layer_with_the_output_transpose_is_backprop(problem):
     np.testing.assert_allclose(loss, bp_loss, rtol=TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=examples(15), deadline=None)
 @given(problems(min_layers=2))
 def test_output_layer_is_backprop_and_hidden_layers_get_the_output_error(problem):
     net, params, x, t, seed = problem

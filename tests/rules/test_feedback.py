@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 
 import jaxnn
+from tests.helpers import examples
 from jaxnn.rules import FeedbackAlignment, KolenPollack, SignSymmetry
 
 from tests.rules.problems import TOL, assert_close, problems, reference, value_and_grad
@@ -28,7 +29,7 @@ def weights(params):
     return {i: W for i, (W, _) in enumerate(params) if i > 0}
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_feedback_alignment_with_transposes_is_backprop(problem):
     net, params, x, t, _ = problem
@@ -41,7 +42,7 @@ def test_feedback_alignment_with_transposes_is_backprop(problem):
         assert_close(state, exact)  # value_and_grad leaves the matrices alone
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_sign_symmetry_is_feedback_alignment_through_signs(problem):
     net, params, x, t, _ = problem
@@ -53,7 +54,7 @@ def test_sign_symmetry_is_feedback_alignment_through_signs(problem):
     np.testing.assert_allclose(loss, fa_loss, rtol=TOL)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_last_layer_is_backprop_and_only_the_transport_differs(problem):
     net, params, x, t, seed = problem
@@ -65,7 +66,7 @@ def test_last_layer_is_backprop_and_only_the_transport_differs(problem):
 
 
 @pytest.mark.parametrize("optimizer", [optax.sgd(0.1), optax.adam(0.01)], ids=["sgd", "adam"])
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(problem=problems(min_layers=2))
 def test_kolen_pollack_step_gives_the_feedback_the_transposed_update(problem, optimizer):
     net, params, x, t, seed = problem

@@ -5,10 +5,13 @@ import jax
 import numpy as np
 import optax
 
+import pytest
+
 import jaxnn
 from tests.helpers import TRACES, assert_trees_close, classification, small_problem
 
 
+@pytest.mark.slow
 def test_a_fresh_equal_optimizer_does_not_compile_again():
     net, params, x, t = classification()
     compiles = []

@@ -90,6 +90,7 @@ def test_checkpoint_every_n_epochs_and_resume(tmp_path):
     assert_trees_close((resumed.params, resumed.opt_state), (whole.params, whole.opt_state), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_fit_resumes_to_the_same_result(tmp_path):
     path = tmp_path / "killed.npz"
     script = KILLED_RUN.format(root=str(ROOT), path=str(path))

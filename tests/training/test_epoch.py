@@ -15,6 +15,7 @@ class _Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, batch_size", [(10, 3), (10, 4), (10, 10), (3, 8)])
 def test_fit_keeps_every_example_when_batches_do_not_divide(n, batch_size):
     net, params, x, t = quadrant_problem(n)

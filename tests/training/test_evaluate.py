@@ -5,10 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import pytest
+
 import jaxnn
 from tests.helpers import classification
 
 
+@pytest.mark.slow
 def test_validation_history_and_evaluate_agree():
     net, params, x, t = classification(n=200)
     x_val, t_val = x[150:], t[150:]

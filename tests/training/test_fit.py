@@ -27,6 +27,7 @@ def test_fit_with_batch_size_1_is_the_articles_per_example_loop():
     np.testing.assert_allclose(history["loss"], [np.mean(losses)], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_fit_manual_equals_autodiff_and_learns():
     net = jaxnn.Network.from_sizes([2, 16, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     kx, kp = jax.random.split(jax.random.key(3))
@@ -81,6 +82,7 @@ def _epoch_batches(x, t, key, epochs, batch_size):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 6])
 def test_fit_manual_runs_the_hand_written_recursion(batch_size):
     """Guards against fit's gradients="manual" computing its gradients with jax.value_and_grad.
@@ -109,6 +111,7 @@ def test_fit_manual_never_calls_autodiff():
         jaxnn.fit(net, params, x, t, gradients="autodiff", **kwargs)
 
 
+@pytest.mark.slow
 def test_fit_gives_the_optimizer_the_parameters():
     """Guards against ``optimizer.update(grads, state)`` without ``params``: optax.adamw's weight decay
     reads them. Checked against AdamW written out in a plain loop."""

@@ -18,6 +18,8 @@ import pytest
 
 import jaxnn
 
+pytestmark = pytest.mark.slow  # several jax.distributed processes
+
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
 TIMEOUT = 90  # seconds for all processes of one launch
 TOLERANCE = 1e-5  # float32 training: the all-reduce sums the gradient's parts in another order

@@ -69,6 +69,7 @@ def test_devices_must_be_jax_devices(devices):
         jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, devices=devices)
 
 
+@pytest.mark.slow
 def test_fit_split_over_two_devices_equals_one_device():
     # XLA_FLAGS must be set before jax starts, so this runs in its own process.
     env = dict(os.environ)
@@ -82,6 +83,7 @@ def test_fit_split_over_two_devices_equals_one_device():
     assert "sharded ok" in result.stdout
 
 
+@pytest.mark.slow
 def test_eight_cpu_devices_equal_one_device():
     code = textwrap.dedent(
         """
@@ -138,6 +140,7 @@ def test_auto_batch_split_rule():
     assert rule(96, mnist, platform="cpu", cores=4) == 2  # only powers of two that divide the batch
 
 
+@pytest.mark.slow
 def test_auto_batch_split_trains_like_unsplit():
     net = jaxnn.Network.from_sizes((784, 128, 128, 10), [jaxnn.ReLU(), jaxnn.ReLU(), jaxnn.Identity()],
                                    jaxnn.CrossEntropyLoss())

@@ -37,6 +37,7 @@ def _documented_order(key, epoch, n, shards, batch):
     return np.concatenate(steps + rest)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shards", [2, 5])
 def test_sharded_order_is_the_documented_one(shards):
     # 70 rows, batch 10: 7 full steps with shards 2 (5 rows from each shard) and 5 (2 from each);
@@ -99,6 +100,7 @@ HLO_SCRIPT = textwrap.dedent(
 COLLECTIVE = re.compile(r"=\s*(.*?)\s(all-gather|all-reduce|all-to-all|collective-permute)(-start)?\(")
 
 
+@pytest.mark.slow
 def test_a_shuffled_epoch_over_two_devices_moves_no_rows_between_them(tmp_path):
     # The compiled programs, after XLA's optimisations, as text: every collective and what it carries.
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),

@@ -57,6 +57,7 @@ def test_make_train_step_donates_only_when_asked():
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves((mine, state)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradients", ["manual", "autodiff"])
 def test_batch_split_trains_like_the_whole_batch(gradients):
     net, params, x, t = small_problem(n=45)  # 5 batches of 8, then a last batch of 5 that is not split

@@ -14,6 +14,7 @@ import jaxnn
 from tests.helpers import max_abs_diff, stream_problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_fit_is_bitwise_the_in_memory_fit(tmp_path, dtype):
     net, params, x, t = stream_problem(dtype, n=203)  # 12 full batches of 16 and a last one of 11
@@ -83,6 +84,7 @@ def test_a_step_larger_than_the_budget_is_refused_before_anything_runs():
                   stream=jaxnn.HostStream(max_bytes=10000))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 16])
 def test_a_small_budget_trains_bitwise_as_in_memory(batch_size):
     net, params, x, t = stream_problem(n=83)
