@@ -42,11 +42,13 @@ def main():
     params = net.init(jax.random.key(0), dtype=jnp.float32)
     settings = dict(optimizer=optax.adam(1e-3), batch_size=args.batch, epochs=args.epochs, key=jax.random.key(1))
 
+    # A shuffled epoch over the mesh gathers each device's rows from its own shard; one device
+    # reproduces that order with shards= the mesh's size.
     results = {}
-    for name, devs in (("one device", None), (f"mesh of {len(devices)}", mesh)):
-        jaxnn.fit(net, params, x, t, **dict(settings, epochs=1), devices=devs)  # compile
+    for name, where in (("one device", dict(shards=len(devices))), (f"mesh of {len(devices)}", dict(devices=mesh))):
+        jaxnn.fit(net, params, x, t, **dict(settings, epochs=1), **where)  # compile
         start = time.perf_counter()
-        state, history = jaxnn.fit(net, params, x, t, **settings, devices=devs)
+        state, history = jaxnn.fit(net, params, x, t, **settings, **where)
         jax.block_until_ready(state.params)
         results[name] = state
         print(f"{name:>12}: loss per epoch {np.round(history['loss'], 4).tolist()}, "
