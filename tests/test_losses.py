@@ -206,7 +206,8 @@ def test_cross_entropy_labels_on_unbatched_and_multi_axis_outputs():
 
 
 def test_label_shapes_are_the_output_shape_without_its_last_axis():
-    """Guards against the label-shape checks comparing with ``out_shape[:1]`` or with ``==`` for ``!=``.
+    """Guards against the label-shape checks comparing with ``out_shape[:1]`` or with ``==`` for ``!=``,
+    and against BinaryCrossEntropyLoss reading the output's width, or naming the classes, at axis 1.
 
     Labels of shape ``out_shape[:-1]`` are accepted and any other shape rejected, for outputs with one,
     two and three axes.
@@ -219,3 +220,5 @@ def test_label_shapes_are_the_output_shape_without_its_last_axis():
             ce.check_target(lead + (3,), jnp.zeros(lead + (1,), jnp.int32))
     with pytest.raises(ValueError, match="expects integer labels 0 or 1"):
         binary.check_target((2, 4, 1), jnp.zeros((2,), jnp.int32))
+    with pytest.raises(ValueError, match=r"output of shape \(2, 4, 3\); for 3 classes use CrossEntropyLoss"):
+        binary.check_target((2, 4, 3), jnp.zeros((2, 4), jnp.int32))
