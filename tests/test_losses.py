@@ -180,6 +180,8 @@ def test_mse_takes_integer_targets_of_the_output_shape_and_rejects_only_label_sh
     mse.check_target((5, 3), jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match="integer class labels of shape"):
         mse.check_target((5, 3), jnp.zeros(5, jnp.int32))
+    with pytest.raises(ValueError, match=r"integer class labels of shape \(2, 4\)"):
+        mse.check_target((2, 4, 3), jnp.zeros((2, 4), jnp.int32))
     with pytest.raises(ValueError, match=r"expects a target of shape \(5, 3\) \(the network's output\), got shape \(5,\)"):
         mse.check_target((5, 3), jnp.zeros(5))
 
@@ -222,3 +224,5 @@ def test_label_shapes_are_the_output_shape_without_its_last_axis():
         binary.check_target((2, 4, 1), jnp.zeros((2,), jnp.int32))
     with pytest.raises(ValueError, match=r"output of shape \(2, 4, 3\); for 3 classes use CrossEntropyLoss"):
         binary.check_target((2, 4, 3), jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"targets of shape \(2, 4\); add the last axis"):
+        binary.check_target((2, 4, 1), jnp.zeros((2, 4)))
