@@ -139,3 +139,90 @@ def test_correct_predictions():
     assert ce.correct(logits, jax.nn.one_hot(jnp.array([2, 0]), 3)).tolist() == [False, True]
     assert jaxnn.MSELoss().correct(logits, logits) is None
     assert jaxnn.MSELoss().label_rule(3) is None and ce.label_rule(3)[0] == 3 and binary.label_rule(1)[0] == 2
+
+
+def test_cross_entropy_correct_compares_along_the_last_axis_for_any_leading_shape():
+    """Guards against ``correct`` taking the argmax along axis 1 instead of the last axis.
+
+    On a batch of rows the two agree; on one unbatched output, or on outputs with two leading axes,
+    only the last axis is the class axis.
+    """
+    ce = jaxnn.CrossEntropyLoss()
+    assert bool(ce.correct(jnp.array([0.0, 3.0, 1.0]), jnp.array(1)))
+    assert not bool(ce.correct(jnp.array([0.0, 3.0, 1.0]), jnp.array(2)))
+    logits = random(3, (2, 4, 3))
+    labels = jnp.array([[0, 1, 2, 0], [2, 2, 1, 0]])
+    expected = np.argmax(np.asarray(logits), axis=-1) == np.asarray(labels)
+    np.testing.assert_array_equal(ce.correct(logits, labels), expected)
+    np.testing.assert_array_equal(ce.correct(logits, jax.nn.one_hot(labels, 3)), expected)
+
+
+def test_target_errors_name_the_label_shape_of_a_multi_axis_output():
+    """Guards against the error messages naming ``out_shape[:1]`` instead of ``out_shape[:-1]`` as the label shape.
+
+    For a batch of rows the two coincide; for an output of shape (2, 4, 3) the labels are (2, 4).
+    """
+    ce = jaxnn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match=r"integer labels of shape \(2, 4\) for an output of shape \(2, 4, 3\)"):
+        ce.check_target((2, 4, 3), jnp.zeros((2,), jnp.int32))
+    with pytest.raises(ValueError, match=r"integer labels of shape \(2, 4\) or probabilities of shape \(2, 4, 3\)"):
+        ce.check_target((2, 4, 3), jnp.zeros((2, 4)))
+
+
+def test_mse_takes_integer_targets_of_the_output_shape_and_rejects_only_label_shaped_ones():
+    """Guards against MSELoss rejecting every integer target (``or`` for ``and`` in its check).
+
+    Integer targets of the output's shape are plain numbers to regress on; only integer targets of the
+    label shape ``out_shape[:-1]`` are class labels given to the wrong loss.
+    """
+    mse = jaxnn.MSELoss()
+    mse.check_target((5, 3), jnp.zeros((5, 3), jnp.int32))
+    mse.check_target((5, 3), jnp.zeros((5, 3)))
+    with pytest.raises(ValueError, match="integer class labels of shape"):
+        mse.check_target((5, 3), jnp.zeros(5, jnp.int32))
+    with pytest.raises(ValueError, match=r"integer class labels of shape \(2, 4\)"):
+        mse.check_target((2, 4, 3), jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"expects a target of shape \(5, 3\) \(the network's output\), got shape \(5,\)"):
+        mse.check_target((5, 3), jnp.zeros(5))
+
+
+def test_cross_entropy_labels_on_unbatched_and_multi_axis_outputs():
+    """Guards against the one-hot, log-softmax or label lookup of integer labels using axis 1, not the last axis.
+
+    On a batch of rows the two agree; one unbatched output has no axis 1, and an output of shape
+    (2, 4, 3) has 4 at axis 1 but 3 classes.
+    """
+    ce = jaxnn.CrossEntropyLoss()
+    out = random(6, (3,))
+    np.testing.assert_allclose(ce.dloss(out, jnp.array(2)), jax.nn.softmax(out) - jnp.array([0.0, 0.0, 1.0]),
+                               rtol=RTOL, atol=ATOL)
+    out, labels = random(7, (2, 4, 3)), jnp.array([[0, 1, 2, 0], [2, 2, 1, 0]])
+    onehot = jax.nn.one_hot(labels, 3, dtype=jnp.float64)
+    np.testing.assert_allclose(ce.dloss(out, labels), jax.nn.softmax(out) - onehot, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ce.loss(out, labels), ce.loss(out, onehot), rtol=RTOL)
+    logp = np.log(np.asarray(jax.nn.softmax(out, axis=-1)))
+    reference = -np.take_along_axis(logp, np.asarray(labels)[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(ce.loss(out, labels), reference, rtol=1e-12)
+    out = random(8, (3,))
+    np.testing.assert_allclose(ce.loss(out, jnp.array(1)), -np.log(np.asarray(jax.nn.softmax(out)))[1], rtol=1e-12)
+
+
+def test_label_shapes_are_the_output_shape_without_its_last_axis():
+    """Guards against the label-shape checks comparing with ``out_shape[:1]`` or with ``==`` for ``!=``,
+    and against BinaryCrossEntropyLoss reading the output's width, or naming the classes, at axis 1.
+
+    Labels of shape ``out_shape[:-1]`` are accepted and any other shape rejected, for outputs with one,
+    two and three axes.
+    """
+    ce, binary = jaxnn.CrossEntropyLoss(), jaxnn.BinaryCrossEntropyLoss()
+    for lead in [(), (5,), (2, 4)]:
+        ce.check_target(lead + (3,), jnp.zeros(lead, jnp.int32))
+        binary.check_target(lead + (1,), jnp.zeros(lead, jnp.int32))
+        with pytest.raises(ValueError, match="expects integer labels"):
+            ce.check_target(lead + (3,), jnp.zeros(lead + (1,), jnp.int32))
+    with pytest.raises(ValueError, match="expects integer labels 0 or 1"):
+        binary.check_target((2, 4, 1), jnp.zeros((2,), jnp.int32))
+    with pytest.raises(ValueError, match=r"output of shape \(2, 4, 3\); for 3 classes use CrossEntropyLoss"):
+        binary.check_target((2, 4, 3), jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"targets of shape \(2, 4\); add the last axis"):
+        binary.check_target((2, 4, 1), jnp.zeros((2, 4)))
