@@ -40,22 +40,6 @@ def pytest_configure(config):
         os.environ["JAXNN_QUICK_TIER"] = "1"
 
 
-def pytest_collection_modifyitems(items):
-    """Under the mutation profile, cap the examples of tests that set their own ``max_examples``.
-
-    A test's ``@settings(max_examples=60)`` overrides the profile, and each example of a random
-    architecture compiles afresh: without the cap one mutant's run of tests/test_backprop.py takes minutes.
-    """
-    if os.environ.get("JAXNN_HYPOTHESIS_PROFILE") != "mutation":
-        return
-    cap = settings.get_profile("mutation").max_examples
-    for item in items:
-        test = getattr(item, "obj", None)
-        own = getattr(test, "_hypothesis_internal_use_settings", None)
-        if own is not None and own.max_examples > cap:
-            test._hypothesis_internal_use_settings = settings(own, max_examples=cap)
-
-
 @pytest.fixture
 def getkey():
     """``getkey()`` returns ``jax.random.key(0)``, then ``key(1)``, ...: fresh keys, the same on every run."""

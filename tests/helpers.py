@@ -182,5 +182,8 @@ QUICK_EXAMPLES = 3  # hypothesis examples per test in the quick tier
 
 
 def examples(n: int) -> int:
-    """``n`` hypothesis examples in the full suite, at most ``QUICK_EXAMPLES`` in the quick tier (``-m "not slow"``)."""
-    return min(n, QUICK_EXAMPLES) if os.environ.get("JAXNN_QUICK_TIER") else n
+    """``n`` hypothesis examples in the full suite, at most ``QUICK_EXAMPLES`` in the quick tier (``-m "not slow"``)
+    and under mutation testing (``JAXNN_HYPOTHESIS_PROFILE=mutation``), where each example's fresh
+    architecture would compile afresh for every mutant."""
+    quick = os.environ.get("JAXNN_QUICK_TIER") or os.environ.get("JAXNN_HYPOTHESIS_PROFILE") == "mutation"
+    return min(n, QUICK_EXAMPLES) if quick else n
