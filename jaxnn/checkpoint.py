@@ -415,7 +415,8 @@ def _reclaim_temporaries(folder: str, base: str) -> None:
         return
     pattern = re.compile(re.escape(f".{base}.") + r"[0-9a-f]{12}\.tmp")
     try:
-        names = [entry.name for entry in os.scandir(folder) if pattern.fullmatch(entry.name)]
+        # listdir, not scandir: no open iterator for an interrupt to leave behind
+        names = [name for name in os.listdir(folder) if pattern.fullmatch(name)]
     except OSError:
         return
     for name in names:
