@@ -147,7 +147,7 @@ def dtype_like(where: str, dtype) -> np.dtype:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # NumPy only warns of some names it will refuse ('a')
             return jnp.dtype(dtype)
-    except (TypeError, ValueError, Warning):
+    except (TypeError, ValueError, SyntaxError, Warning):  # NumPy parses some strings as Python (',')
         raise TypeError(f"{where} must be a float dtype such as jnp.float32, got {dtype!r}"[:200]) from None
 
 

@@ -54,6 +54,7 @@ def test_float32_and_float64_end_to_end(dtype, loss, acts):
     assert np.isfinite(history["loss"]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("loss, acts", CASES)
 def test_16_bit_against_a_float32_reference(dtype, loss, acts):
@@ -108,7 +109,8 @@ def test_leaky_relu_alpha_keeps_16_bit():
 
 
 @pytest.mark.parametrize("dtype, match", [(jnp.int32, "must be a float dtype"), (jnp.complex64, "must be a float dtype"),
-                                          ("nonsense", "must be a float dtype such as jnp.float32")])
+                                          ("nonsense", "must be a float dtype such as jnp.float32"),
+                                          (",", "must be a float dtype such as jnp.float32")])  # NumPy: SyntaxError
 def test_non_float_parameter_dtypes(dtype, match):
     net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     with pytest.raises((TypeError, ValueError), match=match):
