@@ -2,6 +2,15 @@
 
 import itertools
 import os
+from pathlib import Path
+
+# Compiling XLA programs is most of the suite's time, and the same programs compile in both xdist
+# workers, in the examples' subprocesses and again on the next run: JAX's persistent compilation
+# cache (keyed on the program, the compile options and the jax version) compiles each once.
+# Exported before jax is imported, so that the subprocesses the tests start inherit it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax
 import pytest

@@ -26,6 +26,7 @@ def test_df_matches_grad_of_f(act, points):
     np.testing.assert_allclose(act.df(points), expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("act", ALL, ids=repr)
 @pytest.mark.parametrize("shape", [(5,), (3, 5)])
 def test_backward_is_the_vjp_of_f(act, shape):

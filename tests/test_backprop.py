@@ -84,6 +84,7 @@ def test_backprop_equals_jax_grad_without_jit(problem):
     assert_grads_close(net.backprop(params, x, t), jax.grad(net.loss)(params, x, t), dtype)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(10), deadline=None)
 @given(problems())
 def test_trace_dxs_are_gradients_with_respect_to_each_layer_input(problem):
@@ -112,6 +113,7 @@ def test_batch_gradient_is_mean_of_per_example_gradients(problem):
     assert_grads_close(jax.jit(net.backprop)(params, x, t), mean, dtype)
 
 
+@pytest.mark.slow
 def test_per_example_gradients_with_jit_and_vmap(getkey):
     net = jaxnn.Network.from_sizes([3, 4, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(getkey())
@@ -122,6 +124,7 @@ def test_per_example_gradients_with_jit_and_vmap(getkey):
     assert_grads_close(per_example, expected, jnp.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("act", [jaxnn.ReLU(), jaxnn.LeakyReLU(0.1), jaxnn.LeakyReLU(0.3)], ids=repr)
 def test_pre_activation_exactly_zero(act):
     """At the kink manual and autodiff agree exactly, because f and df share one predicate."""
@@ -139,6 +142,7 @@ def test_pre_activation_exactly_zero(act):
     np.testing.assert_allclose(manual[0][1], slope * (params[1][0].T @ trace.dxs[-1]))
 
 
+@pytest.mark.slow
 def test_large_inputs_keep_gradients_finite():
     net = jaxnn.Network.from_sizes([2, 3, 3], [jaxnn.Sigmoid(), jaxnn.Softmax()], jaxnn.CrossEntropyLoss())
     params = net.init(jax.random.key(0), dtype=jnp.float32)
@@ -151,6 +155,7 @@ def test_large_inputs_keep_gradients_finite():
     assert jnp.isfinite(loss) and all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_with_huge_logits_keeps_exact_gradients():
     """Logits of +-1e3 and +-40: finite, and equal to jax.grad to float64's precision."""
     net = jaxnn.Network.from_sizes([2, 3, 1], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.BinaryCrossEntropyLoss())

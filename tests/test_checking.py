@@ -66,6 +66,7 @@ def square_net(make_problem):
     return make_problem((3, 4, 4, 2), [jaxnn.Tanh(), jaxnn.Sigmoid(), jaxnn.Tanh()], 6)
 
 
+@pytest.mark.slow
 def test_correct_recursion_passes_every_row(square_net):
     net, params, x, t = square_net
     report = jaxnn.check_gradients(net, params, x, t, backprop=planted_backprop(net, None, None))
@@ -151,6 +152,7 @@ class SoftmaxDiagonalOnly(jaxnn.Softmax):
         return s * (1 - s) * g
 
 
+@pytest.mark.slow
 def test_wrong_non_elementwise_backward_is_located(square_net):
     net, params, x, t = square_net
     layers = list(net.layers)
@@ -214,6 +216,7 @@ def test_float32_params_use_float32_tolerances_and_float64_differences():
         assert not jaxnn.check_gradients(net, params, x, labels, backprop=scaled).ok
 
 
+@pytest.mark.slow
 def test_one_example_and_jitted_backprop():
     net = jaxnn.Network.from_sizes((4, 3, 3), [jaxnn.Tanh(), jaxnn.Softmax()], jaxnn.MSELoss())
     params = net.init(jax.random.key(5))
@@ -223,6 +226,7 @@ def test_one_example_and_jitted_backprop():
     assert "one example" in str(report)
 
 
+@pytest.mark.slow
 def test_large_parameters_are_sampled_for_finite_differences():
     net = jaxnn.Network.from_sizes((20, 6, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(jax.random.key(6))

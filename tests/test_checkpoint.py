@@ -87,6 +87,7 @@ def test_train_state_round_trip_is_bitwise_and_training_continues_identically(tm
     assert_bitwise_equal(step(net, optimizer, loaded, x, t), step(net, optimizer, state, x, t))
 
 
+@pytest.mark.slow
 def test_template_of_shape_dtype_structs(tmp_path):
     net, x, t = net_problem()
     optimizer = optax.adam(1e-3)
@@ -100,6 +101,7 @@ DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.int8, jnp.int
           jnp.uint8, jnp.uint32, jnp.bool_, jnp.complex64, jnp.complex128, ml_dtypes.float8_e4m3fn]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("kind", ["jax", "numpy"])
 def test_every_dtype_round_trips_bitwise(tmp_path, dtype, kind):
@@ -392,6 +394,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_replicated_two_device_state_loads_replicated(tmp_path):
     # XLA_FLAGS must be set before jax starts, so this runs in its own process.
     env = dict(os.environ)

@@ -17,6 +17,7 @@ def problem(make_problem):
     return make_problem((3, 5, 4), [jaxnn.Tanh(), jaxnn.Softmax()], 6)
 
 
+@pytest.mark.slow
 def test_grad_is_the_recursion_and_equals_autodiff(problem):
     net, params, x, t = problem
     loss = jaxnn.loss_with_backprop(net)
@@ -63,6 +64,7 @@ def test_cotangents_for_inputs_and_targets(problem):
     np.testing.assert_allclose(dx32, ref_dx, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_integer_labels_get_float0_cotangents(getkey):
     net = jaxnn.Network.from_sizes((3, 4, 3), [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
     params = net.init(getkey())

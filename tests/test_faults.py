@@ -591,6 +591,7 @@ def kill_saves(tmp_path, rounds, seed=0):
     return left
 
 
+@pytest.mark.slow
 def test_a_killed_saves_temporary_is_reclaimed_by_the_next_save(tmp_path):
     """Guards against SIGKILL leaving full-size temporaries that no later save removes."""
     kill_saves(tmp_path, rounds=1)
@@ -653,6 +654,7 @@ EFBIG_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_names_the_file_and_keeps_the_previous_one(tmp_path):
     """Guards against RLIMIT_FSIZE (EFBIG; Python ignores SIGXFSZ) giving an error without the path."""
     path = tmp_path / "s.npz"

@@ -64,6 +64,7 @@ def test_losses_compare_by_value():
     assert jaxnn.BinaryCrossEntropyLoss() == jaxnn.BinaryCrossEntropyLoss() != jaxnn.CrossEntropyLoss()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["labels", "probabilities"])
 def test_binary_cross_entropy_derivative_matches_grad(target):
     out = random(6, (9, 1), scale=4)
@@ -186,6 +187,7 @@ def test_mse_takes_integer_targets_of_the_output_shape_and_rejects_only_label_sh
         mse.check_target((5, 3), jnp.zeros(5))
 
 
+@pytest.mark.slow
 def test_cross_entropy_labels_on_unbatched_and_multi_axis_outputs():
     """Guards against the one-hot, log-softmax or label lookup of integer labels using axis 1, not the last axis.
 

@@ -124,6 +124,7 @@ def _noise_samples(net, params, x, t, clip_norm, sigma, draws, seed=0):
             for s, p in zip(jax.tree.leaves(sample), jax.tree.leaves(plain))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_norm", [0.3, 5.0])
 def test_noise_scale_is_sigma_times_clip_norm_over_batch(problem, clip_norm):
     """Guards against DP-SGD noise of standard deviation ``sigma`` instead of ``sigma * clip_norm`` (a
@@ -138,6 +139,7 @@ def test_noise_scale_is_sigma_times_clip_norm_over_batch(problem, clip_norm):
     np.testing.assert_allclose(noise.mean(axis=0), 0.0, atol=5 * expected / np.sqrt(draws))
 
 
+@pytest.mark.slow
 def test_noise_of_different_leaves_is_independent(problem):
     """Guards against one PRNG key reused for every leaf's noise, which makes the noise of leaves of one
     shape equal and of other shapes equal up to shape (a privacy bug: the noise cancels in differences).

@@ -45,6 +45,7 @@ def python(code):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_import_jaxnn_does_not_import_matplotlib():
     result = python("import sys, jaxnn; "
                     "print('matplotlib' in sys.modules, 'jaxnn.plotting' in sys.modules)")
@@ -52,6 +53,7 @@ def test_import_jaxnn_does_not_import_matplotlib():
     assert result.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_import_plotting_without_matplotlib_names_the_fix():
     result = python("import sys; sys.modules['matplotlib'] = None; import jaxnn.plotting")
     assert result.returncode != 0
@@ -61,6 +63,7 @@ def test_import_plotting_without_matplotlib_names_the_fix():
 # --- decision_regions ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_decision_regions_points_and_misclassified(tmp_path):
     net = quadrant_net()
     params = net.init(jax.random.key(0))
@@ -232,6 +235,7 @@ def test_recursion_diagram_shows_forward_and_backward_values(tmp_path):
     render(ax, tmp_path, "recursion")
 
 
+@pytest.mark.slow
 def test_recursion_diagram_caps_wide_layers(tmp_path):
     net = jaxnn.Network.from_sizes((784, 16, 10), jaxnn.LeakyReLU(), jaxnn.CrossEntropyLoss())
     params = net.init(jax.random.key(0))
@@ -243,6 +247,7 @@ def test_recursion_diagram_caps_wide_layers(tmp_path):
     render(ax, tmp_path, "wide")
 
 
+@pytest.mark.slow
 def test_recursion_diagram_highlights_failing_layers(tmp_path):
     net = jaxnn.Network([jaxnn.Layer(3, 4, jaxnn.Tanh()), jaxnn.Layer(4, 4, TanhWrongDerivative()),
                          jaxnn.Layer(4, 2, jaxnn.Identity())], jaxnn.MSELoss())

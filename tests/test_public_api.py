@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import jaxnn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def test_research_tools_are_public():
         assert name in jaxnn.checking.__all__ and hasattr(jaxnn.checking, name), name
 
 
+@pytest.mark.slow
 def test_subpackages_come_with_import_jaxnn():
     # A fresh interpreter: in this one some other test may have imported them already.
     code = "import jaxnn; print(jaxnn.datasets.read_idx, jaxnn.checking.check_gradients, jaxnn.training.fit)"

@@ -28,6 +28,7 @@ def test_jacfwd_of_backprop_is_the_hessian(sizes, acts, batch, seed):
     assert_trees_close(blocks, jax.jit(jax.hessian(net.loss))(params, x, t), RTOL, ATOL)
 
 
+@pytest.mark.slow
 def test_hvp_equals_the_hessian_times_v_jitted(make_problem):
     net, params, x, t = make_problem((4, 5, 3, 2), [jaxnn.Tanh(), jaxnn.Softmax(), jaxnn.Sigmoid()], 6)
     v = jax.tree.map(lambda p: jax.random.normal(jax.random.key(7), p.shape, p.dtype), params)
@@ -50,6 +51,7 @@ def test_one_example_and_cross_entropy_labels():
     np.testing.assert_allclose(H, reference, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_hessian_of_loss_with_backprop_goes_through_the_recursion(make_problem):
     net, params, x, t = make_problem((3, 4, 2), [jaxnn.Sigmoid(), jaxnn.Tanh()], 4, seed=3)
     H = jax.jit(jax.hessian(jaxnn.loss_with_backprop(net)))(params, x, t)

@@ -42,9 +42,12 @@ def main():
                     shutil.copy2(os.path.join(root, f), os.path.join(copy, f))
                 subprocess.run([os.path.join(bindir, "cosmic-ray"), "apply", module, operator, str(occurrence)],
                                cwd=copy, check=True, capture_output=True)
-                env = dict(os.environ, PYTHONPATH=copy, JAXNN_HYPOTHESIS_PROFILE="mutation", JAX_PLATFORMS="cpu")
+                env = dict(os.environ, PYTHONPATH=copy, JAXNN_HYPOTHESIS_PROFILE="mutation", JAX_PLATFORMS="cpu",
+                           JAX_COMPILATION_CACHE_DIR=os.path.join(os.path.abspath(run_dir), "jax-cache"),
+                           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                           JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
                 try:
-                    done = subprocess.run(shlex.split(config["test-command"]), cwd=copy, env=env,
+                    done = subprocess.run(pytest_command(config["test-command"]), cwd=copy, env=env,
                                           capture_output=True, text=True, timeout=config["timeout"])
                     outcome = "survived" if done.returncode == 0 else "killed"
                 except subprocess.TimeoutExpired:
@@ -52,6 +55,13 @@ def main():
             still += outcome == "survived"
             print(f"{outcome:16} {module}:{line} {operator} #{occurrence} job {job}", flush=True)
     print(f"{still} still survive")
+
+
+def pytest_command(test_command):
+    """The run's test command without its server: ``python -m pytest`` with the same arguments."""
+    words = shlex.split(test_command)
+    args = words[words.index("--run") + 3:]  # after --run SOCKET COPY
+    return [sys.executable, "-m", "pytest", *args]
 
 
 if __name__ == "__main__":

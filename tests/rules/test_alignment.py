@@ -26,6 +26,7 @@ def degrees(a, b):
     return np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
 
 
+@pytest.mark.slow
 def test_backprop_and_feedback_through_transposes_are_aligned(problem):
     net, params, x, t = problem
     got = angles(Backprop(), net, params, (), x, t)
@@ -60,6 +61,7 @@ def test_angles_are_those_of_the_updates_and_matrices(problem, getkey):
         np.testing.assert_allclose(got.feedback, want_fb, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_one_example_and_a_zero_update(problem):
     net, params, x, t = problem
     got = alignment(Backprop(), net, params, (), x[0], t[0])
@@ -122,6 +124,7 @@ def digits_like(getkey):
     return net, net.init(getkey()), x, t
 
 
+@pytest.mark.slow
 def test_monitor_logs_the_angles_of_the_state_every_n_epochs(digits_like, getkey):
     net, params, x, t = digits_like
     rule = CountedFA()
@@ -150,6 +153,7 @@ def test_monitor_logs_the_angles_of_the_state_every_n_epochs(digits_like, getkey
     assert TRACES == []
 
 
+@pytest.mark.slow
 def test_monitor_with_backprop_early_stopping_and_the_plot(digits_like, getkey):
     import matplotlib.figure
 

@@ -21,6 +21,7 @@ from tests.rules.problems import TOL, assert_close, problems, reference, value_a
 DFA = DirectFeedbackAlignment()
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(15), deadline=None)
 @given(problems(min_layers=2, max_layers=2))
 def test_one_hidden_layer_with_the_output_transpose_is_backprop(problem):
@@ -61,6 +62,7 @@ def test_backward_sends_no_error_to_the_input():
     assert_close(backward(net.layers, params, ys, jnp.ones(2))[0], dbs)
 
 
+@pytest.mark.slow
 def test_deep_tanh_network_learns_from_zero_hidden_weights(getkey):
     """Nøkland's observation: DFA trains even when the hidden weights start at zero."""
     net = jaxnn.Network.from_sizes((4,) + (16,) * 6 + (3,), [jaxnn.Tanh()] * 6 + [jaxnn.Identity()],
@@ -80,6 +82,7 @@ def test_deep_tanh_network_learns_from_zero_hidden_weights(getkey):
     assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
 
 
+@pytest.mark.slow
 def test_one_example_batch_vmap_and_seeds(getkey):
     net = jaxnn.Network.from_sizes((3, 5, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(getkey())

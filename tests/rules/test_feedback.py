@@ -29,6 +29,7 @@ def weights(params):
     return {i: W for i, (W, _) in enumerate(params) if i > 0}
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_feedback_alignment_with_transposes_is_backprop(problem):
@@ -42,6 +43,7 @@ def test_feedback_alignment_with_transposes_is_backprop(problem):
         assert_close(state, exact)  # value_and_grad leaves the matrices alone
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_sign_symmetry_is_feedback_alignment_through_signs(problem):
@@ -54,6 +56,7 @@ def test_sign_symmetry_is_feedback_alignment_through_signs(problem):
     np.testing.assert_allclose(loss, fa_loss, rtol=TOL)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_last_layer_is_backprop_and_only_the_transport_differs(problem):
@@ -65,6 +68,7 @@ def test_last_layer_is_backprop_and_only_the_transport_differs(problem):
         assert_close(grads[-1], bp[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [optax.sgd(0.1), optax.adam(0.01)], ids=["sgd", "adam"])
 @settings(max_examples=examples(8), deadline=None)
 @given(problem=problems(min_layers=2))
@@ -95,6 +99,7 @@ def test_kolen_pollack_step_gives_the_feedback_the_transposed_update(problem, op
     assert set(new_state) == set(state)
 
 
+@pytest.mark.slow
 def test_kolen_pollack_feedback_converges_to_transposes(getkey):
     net = jaxnn.Network.from_sizes((4, 8, 8, 3), jaxnn.Tanh(), jaxnn.CrossEntropyLoss())
     params = net.init(getkey())
@@ -116,6 +121,7 @@ def test_kolen_pollack_feedback_converges_to_transposes(getkey):
     assert jnp.all(before[1:] > 60) and jnp.all(after[1:] < 1), (before, after)
 
 
+@pytest.mark.slow
 def test_one_example_batch_vmap_and_seeds(getkey):
     net = jaxnn.Network.from_sizes((3, 5, 4, 2), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(getkey())
@@ -135,6 +141,7 @@ def test_one_example_batch_vmap_and_seeds(getkey):
         assert_close(grads[0][0][1], value_and_grad(rule, net, params, jax.tree.map(lambda s: s[1], states), x, t)[1][0][0])
 
 
+@pytest.mark.slow
 def test_initial_feedback_has_the_shapes_dtype_and_scale_of_transposes(getkey):
     net = jaxnn.Network.from_sizes((100, 200, 50, 10), jaxnn.Tanh(), jaxnn.MSELoss())
     params = net.init(getkey(), dtype=jnp.float32)

@@ -36,6 +36,7 @@ def _sgd_loop(net, params, x, t, lr, batch, epochs):
     return params
 
 
+@pytest.mark.slow
 def test_a_custom_source_trains_through_make_train_step():
     """Guards against a step that ignores the source (or its state) and computes backprop's gradient itself."""
     net, params, x, t = classification(n=16)
@@ -49,6 +50,7 @@ def test_a_custom_source_trains_through_make_train_step():
     assert step is not jaxnn.make_train_step(net, optax.sgd(0.1), gradients=Scaled(0.25))
 
 
+@pytest.mark.slow
 def test_a_custom_source_trains_through_fit_and_resumes_bitwise(tmp_path):
     """Guards against fit dropping the source's state between epochs or from a checkpoint."""
     net, params, x, t = classification(n=48)

@@ -30,6 +30,7 @@ def problem(getkey):
     return net, net.init(getkey()), x, jnp.argmax(x[:, :3], axis=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES, ids=["FA", "KP", "SS", "DFA"])
 def test_a_checkpointed_run_resumes_bitwise(rule, problem, tmp_path, getkey):
     net, params, x, t = problem

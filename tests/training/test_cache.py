@@ -32,6 +32,7 @@ def test_a_fresh_equal_optimizer_does_not_compile_again():
     assert len(compiles) > before
 
 
+@pytest.mark.slow
 def test_a_learning_rate_read_from_a_global_is_not_reused():
     net, params, x, t = classification()
     rates = {"lr": 0.1}

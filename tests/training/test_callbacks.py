@@ -42,6 +42,7 @@ def test_fit_with_progress_bar_and_zero_epochs(capsys):
     assert_trees_close(same, params, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_the_best_epoch():
     net, params, x, t = classification(n=120)
     # A noisy validation set and a large learning rate: the validation loss rises again.
@@ -76,6 +77,7 @@ def test_progress_bar_writes_a_line_per_epoch_when_not_a_terminal():
     assert "12 steps" in lines[0] and "val_accuracy" in lines[-1]
 
 
+@pytest.mark.slow
 def test_checkpoint_every_n_epochs_and_resume(tmp_path):
     net, params, x, t = classification()
     path = tmp_path / "run.npz"

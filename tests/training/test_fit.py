@@ -12,6 +12,7 @@ from tests.helpers import (AutodiffCalled, TanhNoAutodiff, TanhWrongDerivative, 
                            classification, max_abs_diff, quadrant_problem, sgd_loop)
 
 
+@pytest.mark.slow
 def test_fit_with_batch_size_1_is_the_articles_per_example_loop():
     net, params, x, t = quadrant_problem()
     lr = 0.05
@@ -100,6 +101,7 @@ def test_fit_manual_runs_the_hand_written_recursion(batch_size):
     assert max_abs_diff(manual.params, auto.params) > 1e-3  # the planted bug shows
 
 
+@pytest.mark.slow
 def test_fit_manual_never_calls_autodiff():
     """Guards against fit's manual path calling jax.grad: an activation that raises when differentiated."""
     net, params, x, t = _planted(TanhNoAutodiff())

@@ -13,6 +13,7 @@ import jaxnn
 from tests.helpers import assert_trees_close, quadrant_problem, sgd_loop
 
 
+@pytest.mark.slow
 def test_fit_shuffles_with_a_key_and_is_deterministic():
     net, params, x, t = quadrant_problem(32)
     kwargs = dict(optimizer=optax.sgd(0.1), batch_size=4, epochs=3)
@@ -29,6 +30,7 @@ def test_fit_shuffles_with_a_key_and_is_deterministic():
     assert not np.allclose(a[0][0], c[0][0]) and not np.allclose(a[0][0], d[0][0])
 
 
+@pytest.mark.slow
 def test_diverging_run_raises_with_the_last_finite_state():
     net = jaxnn.Network.from_sizes([3, 8, 1], [jaxnn.ReLU(), jaxnn.Identity()], jaxnn.MSELoss())
     params = net.init(jax.random.key(0))
@@ -91,6 +93,7 @@ def _documented_batches(key, epochs, n, batch_size, first_epoch=0):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [3, 4, 1])
 @pytest.mark.parametrize("chunks", ["whole epochs", "every 1", "every 2", "streamed"])
 def test_each_epochs_order_is_the_documented_permutation(batch_size, chunks):
@@ -142,6 +145,7 @@ def _guarded_problem(kind, bad_row, n=12):
     return net, params, x, t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["nan", "inf"])
 @pytest.mark.parametrize("bad_step, chunk", [(3, None), (6, None), (1, 2), (2, 2), (4, 2), (6, 2), (5, 1)])
 def test_the_non_finite_guard_names_the_exact_step(kind, bad_step, chunk):

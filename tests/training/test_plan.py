@@ -112,6 +112,7 @@ def test_an_unwritable_checkpoint_folder_is_refused_before_anything_compiles(tmp
         folder.chmod(0o700)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [None, jaxnn.HostStream()], ids=["device", "streamed"])
 @pytest.mark.parametrize("validation, error, match", [
     (lambda x, t: (x[:, :2], t), ValueError,

@@ -58,6 +58,7 @@ def test_sharded_order_is_the_documented_one(shards):
             state = shuffled
 
 
+@pytest.mark.slow
 def test_one_shard_is_the_global_order():
     net, params, x, t = _problem()
     kw = dict(optimizer=optax.sgd(0.1), batch_size=10, epochs=2, key=jax.random.key(1))

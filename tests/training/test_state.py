@@ -28,6 +28,7 @@ def test_fit_leaves_the_given_params_untouched():
     assert_trees_close(params, before, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_chained_fits_equal_one_fit_bitwise(name):
     net, params, x, t = classification()

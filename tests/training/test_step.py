@@ -12,6 +12,7 @@ from tests.helpers import (AutodiffCalled, TanhNoAutodiff, TanhWrongDerivative, 
                            max_abs_diff, quadrant_problem, sgd_loop, small_problem)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", [optax.sgd(0.1), optax.adam(1e-2), optax.sgd(0.1, momentum=0.9)])
 @pytest.mark.parametrize("batch", [None, 16])
 def test_manual_and_autodiff_train_steps_give_the_same_parameters(optimizer, batch):
@@ -32,6 +33,7 @@ def test_manual_and_autodiff_train_steps_give_the_same_parameters(optimizer, bat
     np.testing.assert_allclose(results["manual"][1], results["autodiff"][1], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_train_step_is_jitted_and_loss_is_before_the_update():
     net, params, x, t = quadrant_problem(8)
     optimizer = optax.sgd(0.1)
@@ -136,6 +138,7 @@ def test_the_manual_step_never_calls_autodiff(batch_split):
         jaxnn.make_train_step(net, optimizer, gradients="autodiff")(params, optimizer.init(params), x, t)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradients", ["manual", "autodiff"])
 def test_optimizers_that_read_the_parameters_get_them(gradients):
     """Guards against the step calling ``optimizer.update(grads, state)`` without ``params``.
