@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python}
-BIN=$(dirname "$(command -v "$PYTHON")")
+BIN=$(cd "$(dirname "$(command -v "$PYTHON")")" && pwd)
 JOBS=${MUTATION_JOBS:-2}
 TIMEOUT=${MUTATION_TIMEOUT:-120}
 DIR=$(mkdir -p "${MUTATION_DIR:-mutation-run}" && cd "${MUTATION_DIR:-mutation-run}" && pwd)
@@ -75,7 +75,10 @@ TOML
     rm -f "$DIR/$name.sqlite" "$DIR/$name.socket"
     "$BIN/python" "$ROOT/tools/mutation_server.py" "$DIR/$name.socket" > "$DIR/$name.server.log" 2>&1 &
     local server=$!
-    while [ ! -S "$DIR/$name.socket" ]; do sleep 0.2; done
+    while [ ! -S "$DIR/$name.socket" ]; do
+        kill -0 $server 2>/dev/null || { echo "the test server did not start: $DIR/$name.server.log" >&2; return 1; }
+        sleep 0.2
+    done
     local t0=$(date +%s)
     (cd "$copy" && export PYTHONPATH=$copy && "$BIN/cosmic-ray" init "$DIR/$name.toml" "$DIR/$name.sqlite" \
         && "$BIN/cr-filter-operators" "$DIR/$name.sqlite" "$DIR/$name.toml" \
