@@ -134,15 +134,16 @@ print(max(peak, anon()) - base)
 @pytest.mark.slow
 def test_streaming_a_memmap_stays_within_its_budget(tmp_path):
     """One epoch over a 64 MiB memmap with a 16 MiB budget: anonymous memory (what the file's pages are not)
-    grows by at most the budget and 12 MiB for the runtime (the epoch's order, the reads of the check, XLA's
-    scratch: 17 to 26 MiB in all measured here). Before the budget, a chunk of 64 steps alone was 64 MiB here."""
+    grows by at most the budget and 20 MiB for the runtime (the epoch's order, the reads of the check, XLA's
+    scratch, malloc's arenas: 17 to 34 MiB in all measured here, the most on a loaded machine), less than the
+    file. Before the budget, a chunk of 64 steps alone was 64 MiB here."""
     rows, ins = 16384, 1024  # 64 MiB of float32
     x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=(rows, ins))
     x[:] = np.random.default_rng(0).standard_normal((rows, ins), np.float32)
     x.flush()
     del x
     np.save(tmp_path / "t.npy", (np.arange(rows) % 4).astype(np.int32))
-    budget, allowance = 16 * 2**20, 12 * 2**20
+    budget, allowance = 16 * 2**20, 20 * 2**20
     env = dict(os.environ, PYTHONPATH=os.getcwd(), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path), str(budget)], env=env,
                          capture_output=True, text=True, timeout=300)
