@@ -34,7 +34,7 @@ export JAX_COMPILATION_CACHE_DIR=$DIR/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE
 MODULES='
 jaxnn/activations.py|tests/test_activations.py tests/test_backprop.py
 jaxnn/losses.py|tests/test_losses.py tests/test_backprop.py
-jaxnn/backprop.py|tests/test_backprop.py tests/rules/test_feedback.py tests/rules/test_direct.py
+jaxnn/backprop.py|tests/rules/test_feedback.py tests/rules/test_direct.py tests/test_backprop.py
 jaxnn/network.py|tests/test_network.py tests/test_errors.py tests/training/test_plan.py tests/test_backprop.py
 jaxnn/per_example.py|tests/test_per_example.py
 jaxnn/checkpoint.py|tests/test_checkpoint.py tests/test_faults.py

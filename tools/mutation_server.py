@@ -10,11 +10,20 @@ server touches an XLA backend, so no runtime thread exists when it forks (JAX is
 its runtime has started). If the client is killed (cosmic-ray's timeout), the child is killed too.
 """
 
+import ctypes
 import os
 import select
 import signal
 import socket
 import sys
+
+
+def _die_with_parent():
+    """On Linux, the child is killed when the server is (a stopped run leaves no tests running)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def serve(path):
@@ -43,6 +52,7 @@ def serve(path):
         directory, args = request[0], request[1:]
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             server.close()
             conn.close()
             os.chdir(directory)
