@@ -116,7 +116,7 @@ class Network:
 
         ``activations`` is one activation for every layer or one per layer.
         """
-        if not isinstance(sizes, Sequence) or isinstance(sizes, str):
+        if not isinstance(sizes, Sequence) or isinstance(sizes, (str, bytes)):  # b"23" would be (50, 51)
             raise TypeError(f"sizes must be a sequence of ints such as (784, 16, 10), got {type(sizes).__name__}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
@@ -150,6 +150,8 @@ class Network:
                 ``"glorot_normal"``, ``"glorot_uniform"``, ``"articles"``,
                 ``"normal"``, ``"zeros"``) or a ``jax.nn.initializers``-style
                 callable ``init(key, shape, dtype)``. Weights have shape (outs, ins).
+                Layer ``i``'s weights are drawn with ``jax.random.split(key, 2 * n)[2 * i]``
+                and its biases with ``[2 * i + 1]`` (``n`` layers).
             dtype: float dtype of the parameters; default JAX's default float
                 (float64 when ``jax_enable_x64`` is on). ``bfloat16`` and
                 ``float16`` work too (see "Dtypes" in :mod:`jaxnn`).

@@ -163,6 +163,10 @@ def test_target_errors_name_the_label_shape_of_a_multi_axis_output():
 
     For a batch of rows the two coincide; for an output of shape (2, 4, 3) the labels are (2, 4).
     """
+    bce = jaxnn.BinaryCrossEntropyLoss()
+    with pytest.raises(ValueError, match=r"integer labels 0 or 1 of shape \(2, 4\) or probabilities of class 1 "
+                                         r"of shape \(2, 4, 1\)"):
+        bce.check_target((2, 4, 1), jnp.zeros((2,), jnp.int32))
     ce = jaxnn.CrossEntropyLoss()
     with pytest.raises(ValueError, match=r"integer labels of shape \(2, 4\) for an output of shape \(2, 4, 3\)"):
         ce.check_target((2, 4, 3), jnp.zeros((2,), jnp.int32))

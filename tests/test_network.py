@@ -21,6 +21,26 @@ def test_init_is_a_list_of_tuples_and_deterministic():
     assert net.sizes == (5, 3, 5, 4)
 
 
+def test_init_draws_each_weight_and_bias_from_its_own_documented_key():
+    """Guards against shifted or shared keys (``keys[2 * i - 1]`` for a bias): every seed's parameters would
+    change. Reference: the documented split, ``split(key, 2 n)``, layer i's W from ``[2 i]``, b from ``[2 i + 1]``."""
+    net = jaxnn.Network.from_sizes([4, 3, 2, 5], jaxnn.Tanh(), jaxnn.MSELoss())
+    normal = jax.nn.initializers.normal(1.0)
+    key = jax.random.key(5)
+    params = net.init(key, weight_init=normal, bias_init=normal)
+    keys = jax.random.split(key, 6)
+    for i, (W, b) in enumerate(params):
+        np.testing.assert_array_equal(W, normal(keys[2 * i], W.shape, W.dtype))
+        np.testing.assert_array_equal(b, normal(keys[2 * i + 1], b.shape, b.dtype))
+
+
+@pytest.mark.parametrize("sizes", ["23", b"23", 23, {2: 3}])
+def test_sizes_must_be_a_sequence_of_ints_not_a_string(sizes):
+    """Guards against a string of digits passing as widths (``and`` for ``or`` in the check)."""
+    with pytest.raises(TypeError, match="sizes must be a sequence of ints such as"):
+        jaxnn.Network.from_sizes(sizes, jaxnn.Tanh(), jaxnn.MSELoss())
+
+
 def test_init_dtype_and_custom_initializer():
     net = jaxnn.Network.from_sizes([2, 3], jaxnn.Identity(), jaxnn.MSELoss())
     (W, b), = net.init(jax.random.key(0), dtype=jnp.float32)
