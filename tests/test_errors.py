@@ -128,6 +128,21 @@ def test_unknown_initializer(net):
         net.init(jax.random.key(0), weight_init="kaiming")
 
 
+def test_an_initializer_that_fails_or_returns_no_array_is_named_with_the_fix(net):
+    """Guards against the messages losing their call or their fix (a failing initializer is the likeliest
+    mistake: ``jax.nn.initializers.glorot_normal`` passed uncalled)."""
+    def broken(key, shape, dtype):
+        raise RuntimeError("no")
+
+    fix = r"; pass a name such as 'lecun_normal' or an initializer such as jax\.nn\.initializers\.glorot_normal\(\)"
+    with pytest.raises(TypeError, match=r"^bias_init broken failed when called as init\(key, shape=\(4,\), "
+                                        r"dtype=float64\): RuntimeError: no" + fix + r" \(called first\)$"):
+        net.init(jax.random.key(0), bias_init=broken)
+    with pytest.raises(TypeError, match=r"^weight_init glorot_normal returned function, not an array, when called as "
+                                        r"init\(key, shape=\(4, 3\), dtype=float64\)" + fix):
+        net.init(jax.random.key(0), weight_init=jax.nn.initializers.glorot_normal)
+
+
 @pytest.mark.parametrize("made_with, resumed_with, found, expected", [
     (optax.sgd(0.1), optax.adam(1e-3), "(EmptyState, EmptyState) of 0 arrays", "(ScaleByAdamState, EmptyState) of 9"),
     (optax.adam(1e-3), optax.adamw(1e-3), "(ScaleByAdamState, EmptyState) of 9 arrays",
