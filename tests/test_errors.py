@@ -90,8 +90,13 @@ def test_params_that_do_not_fit(net, params, jit):
     x = jnp.ones(3)
     with pytest.raises(ValueError, match="params hold 1 layers but the network has 2"):
         forward(params[:1], x)
-    with pytest.raises(ValueError, match=r"layer 1: W must have shape \(outs, ins\) = \(2, 4\), got \(4, 2\)"):
+    # "params" is what the message calls them when no other name is given (guards against the prefix
+    # test inverted); a differently named tree (hvp's v) is named first.
+    with pytest.raises(ValueError, match=r"^layer 1: W must have shape \(outs, ins\) = \(2, 4\), got \(4, 2\)"):
         forward([params[0], (params[1][0].T, params[1][1])], x)
+    if not jit:
+        with pytest.raises(ValueError, match=r"^v: layer 1: W must have shape \(outs, ins\) = \(2, 4\)"):
+            jaxnn.hvp(net, params, x, jnp.zeros(2), [params[0], (params[1][0].T, params[1][1])])
     with pytest.raises(ValueError, match=r"layer 0: b must have shape \(outs,\) = \(4,\), got \(4, 1\)"):
         forward([(params[0][0], params[0][1][:, None]), params[1]], x)
     with pytest.raises(TypeError, match=r"params\[1\] must be a \(W, b\) pair"):
