@@ -125,6 +125,7 @@ def _noise_samples(net, params, x, t, clip_norm, sigma, draws, seed=0):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @pytest.mark.parametrize("clip_norm", [0.3, 5.0])
 def test_noise_scale_is_sigma_times_clip_norm_over_batch(problem, clip_norm):
     """Guards against DP-SGD noise of standard deviation ``sigma`` instead of ``sigma * clip_norm`` (a
@@ -140,6 +141,7 @@ def test_noise_scale_is_sigma_times_clip_norm_over_batch(problem, clip_norm):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_noise_of_different_leaves_is_independent(problem):
     """Guards against one PRNG key reused for every leaf's noise, which makes the noise of leaves of one
     shape equal and of other shapes equal up to shape (a privacy bug: the noise cancels in differences).

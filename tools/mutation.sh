@@ -29,21 +29,18 @@ export JAXNN_HYPOTHESIS_PROFILE=mutation JAX_PLATFORMS=cpu PYTHONDONTWRITEBYTECO
 export JAX_COMPILATION_CACHE_DIR=$DIR/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
 
-# module | the tests that may kill its mutants, fastest and most telling first (slow ones included,
-# but not the loops that repeat a fast test in many subprocesses: see SKIP)
+# module | the tests that may kill its mutants, fastest and most telling first. Each mutant runs their
+# quick tier and the slow tests marked `mutation` (those written against a bug class), with -x.
 MODULES='
 jaxnn/activations.py|tests/test_activations.py tests/test_backprop.py
 jaxnn/losses.py|tests/test_losses.py tests/test_backprop.py
 jaxnn/backprop.py|tests/rules/test_feedback.py tests/rules/test_direct.py tests/test_backprop.py
-jaxnn/network.py|tests/test_network.py tests/test_errors.py tests/training/test_plan.py tests/test_backprop.py
+jaxnn/network.py|tests/test_network.py tests/test_errors.py tests/training/test_plan.py tests/test_dtypes.py tests/test_backprop.py
 jaxnn/per_example.py|tests/test_per_example.py
 jaxnn/checkpoint.py|tests/test_checkpoint.py tests/test_faults.py
-jaxnn/training/_step.py|tests/training/test_step.py
-jaxnn/training/_scan.py|tests/training/test_scan.py tests/training/test_loop.py
+jaxnn/training/_step.py|tests/training/test_step.py tests/training/test_fit.py
 jaxnn/training/_epoch.py|tests/training/test_epoch.py tests/training/test_loop.py
-jaxnn/training/_loop.py|tests/training/test_loop.py tests/training/test_callbacks.py
 '
-SKIP='not (test_500_interrupted_saves or test_20_killed_saves or replicated_two_device or benchmark_shape)'
 KEEP='ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|FloorDiv_Div|Mod_FloorDiv|Pow_Mul)'
 KEEP+='|ReplaceComparisonOperator_(Lt_LtE|LtE_Lt|Gt_GtE|GtE_Gt|Eq_NotEq|NotEq_Eq|Is_IsNot|IsNot_Is)'
 KEEP+='|ReplaceUnaryOperator_(USub_UAdd|Delete_Not)|AddNot|ReplaceTrueWithFalse|ReplaceFalseWithTrue'
@@ -64,7 +61,7 @@ run_module() {  # "module|tests": one module, in its own copy of the tracked fil
 module-path = "$module"
 timeout = $TIMEOUT
 excluded-modules = []
-test-command = "$BIN/python $ROOT/tools/mutation_server.py --run $DIR/$name.socket $copy -x -q -p no:randomly -p no:xdist -p no:cacheprovider -k '$SKIP' $tests"
+test-command = "$BIN/python $ROOT/tools/mutation_server.py --run $DIR/$name.socket $copy -x -q -p no:randomly -p no:xdist -p no:cacheprovider -m 'not slow or mutation' $tests"
 
 [cosmic-ray.distributor]
 name = "local"
@@ -89,7 +86,7 @@ TOML
     cmp -s "$ROOT/$module" "$copy/$module" || echo "warning: $copy/$module differs from the original" >&2
 }
 export -f run_module
-export ROOT DIR BIN TIMEOUT KEEP SKIP
+export ROOT DIR BIN TIMEOUT KEEP
 
 start=$(date +%s)
 rm -f "$DIR/seconds.txt"

@@ -22,6 +22,7 @@ DFA = DirectFeedbackAlignment()
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @settings(max_examples=examples(15), deadline=None)
 @given(problems(min_layers=2, max_layers=2))
 def test_one_hidden_layer_with_the_output_transpose_is_backprop(problem):

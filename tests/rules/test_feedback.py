@@ -30,6 +30,7 @@ def weights(params):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @settings(max_examples=examples(15), deadline=None)
 @given(problems())
 def test_feedback_alignment_with_transposes_is_backprop(problem):

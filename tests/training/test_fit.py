@@ -102,6 +102,7 @@ def test_fit_manual_runs_the_hand_written_recursion(batch_size):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_fit_manual_never_calls_autodiff():
     """Guards against fit's manual path calling jax.grad: an activation that raises when differentiated."""
     net, params, x, t = _planted(TanhNoAutodiff())

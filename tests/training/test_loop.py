@@ -94,6 +94,7 @@ def _documented_batches(key, epochs, n, batch_size, first_epoch=0):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @pytest.mark.parametrize("batch_size", [3, 4, 1])
 @pytest.mark.parametrize("chunks", ["whole epochs", "every 1", "every 2", "streamed"])
 def test_each_epochs_order_is_the_documented_permutation(batch_size, chunks):
@@ -146,6 +147,7 @@ def _guarded_problem(kind, bad_row, n=12):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @pytest.mark.parametrize("kind", ["nan", "inf"])
 @pytest.mark.parametrize("bad_step, chunk", [(3, None), (6, None), (1, 2), (2, 2), (4, 2), (6, 2), (5, 1)])
 def test_the_non_finite_guard_names_the_exact_step(kind, bad_step, chunk):

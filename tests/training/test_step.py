@@ -139,6 +139,7 @@ def test_the_manual_step_never_calls_autodiff(batch_split):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @pytest.mark.parametrize("gradients", ["manual", "autodiff"])
 def test_optimizers_that_read_the_parameters_get_them(gradients):
     """Guards against the step calling ``optimizer.update(grads, state)`` without ``params``.
