@@ -192,6 +192,7 @@ def test_mse_takes_integer_targets_of_the_output_shape_and_rejects_only_label_sh
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_cross_entropy_labels_on_unbatched_and_multi_axis_outputs():
     """Guards against the one-hot, log-softmax or label lookup of integer labels using axis 1, not the last axis.
 
