@@ -23,6 +23,7 @@ import argparse
 import functools
 import io
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -93,10 +94,11 @@ def mnist_cases(steps: int, batch: int) -> dict:
 def first_calls(rounds: int) -> dict:
     """Seconds of the first call (compile included) in a fresh process: fit's and the plain scan's."""
     samples = {"plain": [], "fit": [], "fit_split_1": []}
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # compile every time
     for _ in range(rounds):
         for case in samples:
             out = subprocess.run([sys.executable, str(HERE / "first_call.py"), "mnist-epoch", case],
-                                 capture_output=True, text=True, timeout=300, check=True)
+                                 capture_output=True, text=True, timeout=300, check=True, env=env)
             samples[case].append(json.loads(out.stdout.strip().splitlines()[-1])["first"])
     return samples
 
