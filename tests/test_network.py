@@ -89,3 +89,50 @@ def test_network_is_hashable_and_compares_by_value():
     make = lambda: jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.1), jaxnn.MSELoss())
     assert make() == make() and hash(make()) == hash(make())
     assert make() != jaxnn.Network.from_sizes([2, 3, 1], jaxnn.LeakyReLU(0.2), jaxnn.MSELoss())
+
+
+@pytest.mark.parametrize("activations", ["relu", 5, None, (a for a in [jaxnn.Tanh()])])
+def test_activations_must_be_an_activation_or_a_sequence_of_them(activations):
+    """Guards against ``and`` for ``or`` in the check: a string or a non-sequence must be named, not fail in len()."""
+    with pytest.raises(TypeError, match=r"^activations must be a jaxnn Activation \(e\.g\. jaxnn\.ReLU\(\)\) or a "
+                                        r"sequence of 1 of them, got "):
+        jaxnn.Network.from_sizes((2, 3), activations, jaxnn.MSELoss())
+
+
+@pytest.mark.parametrize("layers", ["ab", 5, None])
+def test_layers_must_be_a_list_of_layers(layers):
+    """Guards against ``and`` for ``or`` in the check of ``Network(layers, loss)``."""
+    with pytest.raises(TypeError, match="^layers must be a list of jaxnn.Layer, got "):
+        jaxnn.Network(layers, jaxnn.MSELoss())
+
+
+def test_a_missing_parameter_is_named_with_the_fix_and_a_wrong_container_without_it():
+    """Guards against the hint for ``None`` being lost, or given for every non-array."""
+    net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    (W, b), = net.init(jax.random.key(0))
+    with pytest.raises(TypeError, match=r"^params\[0\]\[1\] \(b of layer 0\) must be an array, got NoneType; "
+                                        r"a missing parameter\? start from net\.init\(key\)$"):
+        net.forward([(W, None)], jnp.ones(3))
+    with pytest.raises(TypeError, match=r"^params\[0\]\[0\] \(W of layer 0\) must be an array, got list$"):
+        net.forward([(W.tolist(), b)], jnp.ones(3))
+
+
+def test_check_inputs_takes_x_and_t_by_name_and_its_options_only_by_name(getkey):
+    """Guards against the signature's ``*`` becoming ``/``: options passed by position would be read as data."""
+    net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.CrossEntropyLoss())
+    params = net.init(getkey())
+    x, t = net.check_inputs(params=params, x=jnp.ones((4, 3)), t=jnp.array([0, 1, 1, 0]))
+    assert x.shape == (4, 3) and t.shape == (4,)
+    with pytest.raises(TypeError):
+        net.check_inputs(params, jnp.ones((4, 3)), jnp.array([0, 1, 1, 0]), False)
+
+
+def test_target_errors_name_the_targets_as_the_caller_calls_them(getkey):
+    """Guards against the name test inverted: ``t`` is the loss's own word, other names are put first."""
+    net = jaxnn.Network.from_sizes((3, 2), jaxnn.Tanh(), jaxnn.MSELoss())
+    params = net.init(getkey())
+    with pytest.raises(ValueError, match=r"^MSELoss expects a target of shape \(4, 2\) \(the network's output\)"):
+        net.check_inputs(params, jnp.ones((4, 3)), jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"^validation targets: MSELoss expects a target of shape \(4, 2\)"):
+        net.check_inputs(params, jnp.ones((4, 3)), jnp.ones((4, 3)),
+                         names=("validation inputs", "validation targets"))
