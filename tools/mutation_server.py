@@ -3,7 +3,7 @@
     python tools/mutation_server.py SOCKET        # started by tools/mutation.sh, one per job
     python tools/mutation_server.py --run SOCKET DIR PYTEST_ARGS...   # cosmic-ray's test command
 
-Starting Python, JAX, optax and pytest costs seconds, and cosmic-ray starts the test
+Starting Python, JAX, optax, hypothesis and pytest costs seconds, and cosmic-ray starts the test
 command once per mutant. The server imports them once and forks a child per request; the child
 imports jaxnn from DIR (the copy cosmic-ray has just mutated) and runs pytest there. Nothing in the
 server touches an XLA backend, so no runtime thread exists when it forks (JAX is not fork-safe once
@@ -27,6 +27,7 @@ def _die_with_parent():
 
 
 def serve(path):
+    import hypothesis  # noqa: F401
     import jax
     import jax.numpy  # noqa: F401
     import numpy  # noqa: F401
@@ -60,7 +61,8 @@ def serve(path):
             log = os.open(os.environ.get("MUTATION_CHILD_LOG", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            os._exit(int(pytest.main(args)))
+            # hypothesis' pytest plugin was imported here before pytest could rewrite its asserts: harmless.
+            os._exit(int(pytest.main(["-W", "ignore::pytest.PytestAssertRewriteWarning", *args])))
         status = None
         while status is None:
             done, code = os.waitpid(pid, os.WNOHANG)
