@@ -41,6 +41,7 @@ def test_per_example_grads_equal_a_loop(problem):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @hypothesis.settings(max_examples=examples(5), deadline=None)
 @hypothesis.given(
     sizes=st.lists(st.integers(1, 5), min_size=2, max_size=4),
@@ -97,6 +98,10 @@ def test_bad_arguments_are_named(problem):
         jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="clip_norm must be a non-negative number, got -1"):
         jaxnn.clipped_mean_grad(net, params, x, t, -1.0)
+    # An infinite clip_norm clips nothing, which is fine without noise and infinite noise with it.
+    assert_trees_close(jaxnn.clipped_mean_grad(net, params, x, t, np.inf), net.backprop(params, x, t), RTOL, ATOL)
+    with pytest.raises(ValueError, match=r"clip_norm \(with noise, whose scale it sets\) must be a finite"):
+        jaxnn.clipped_mean_grad(net, params, x, t, np.inf, noise_multiplier=1.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"needs a batch x of shape \(batch, 3\), got shape \(3,\)"):
         jaxnn.per_example_grad_norms(net, params, x[0], t[0])
 
