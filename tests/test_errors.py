@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -24,6 +25,24 @@ def test_layers_that_do_not_fit():
     with pytest.raises(ValueError, match=r"layers 1 and 2 do not fit: layer 1 has 5 outputs but layer 2 expects 4"):
         jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.ReLU()), jaxnn.Layer(3, 5, jaxnn.ReLU()),
                        jaxnn.Layer(4, 1, jaxnn.ReLU())], jaxnn.MSELoss())
+
+
+def test_every_layer_must_be_a_layer():
+    """Guards against the loop over the layers being skipped: a non-layer would fail later, unnamed."""
+    with pytest.raises(TypeError, match=r"^layers\[1\] must be a jaxnn.Layer, got 'relu'"):
+        jaxnn.Network([jaxnn.Layer(2, 3, jaxnn.ReLU()), "relu"], jaxnn.MSELoss())
+
+
+def test_input_width_and_boolean_targets_are_named(net, params):
+    """Guards against the message reading ``shape[1]`` (an IndexError for one example) and against boolean
+    targets getting the inputs' fix rather than the targets'."""
+    with pytest.raises(ValueError, match=r"^x has last dimension 5 but layer 0 expects 3 inputs \(x shape \(5,\)\)"):
+        net.forward(params, jnp.ones(5))
+    with pytest.raises(TypeError, match=r"^t must hold numbers, got dtype bool; give integer labels \(t.astype\(int\)\) "
+                                        r"or float targets$"):
+        net.loss(params, jnp.ones((4, 3)), np.zeros((4, 2), bool))
+    with pytest.raises(TypeError, match=r"^x must hold numbers, got dtype bool; cast it, e.g. x.astype\(float\)$"):
+        net.forward(params, np.ones((4, 3), bool))
 
 
 def test_bad_layers_and_networks():

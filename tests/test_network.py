@@ -136,3 +136,14 @@ def test_target_errors_name_the_targets_as_the_caller_calls_them(getkey):
     with pytest.raises(ValueError, match=r"^validation targets: MSELoss expects a target of shape \(4, 2\)"):
         net.check_inputs(params, jnp.ones((4, 3)), jnp.ones((4, 3)),
                          names=("validation inputs", "validation targets"))
+
+
+def test_a_single_examples_label_is_checked_against_the_outputs():
+    """Guards against the label-range check comparing the label shape with ``out_shape[:1]``: for a batch it
+    is the same, for one example (no batch axis) an out-of-range label would pass unchecked."""
+    net = jaxnn.Network.from_sizes((3, 4), jaxnn.Identity(), jaxnn.CrossEntropyLoss())
+    params = net.init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"t holds class labels outside \[0, 4\)"):
+        net.loss(params, jnp.ones(3), 4)
+    with pytest.raises(ValueError, match=r"t holds class labels outside \[0, 4\)"):
+        net.loss(params, jnp.ones((2, 3)), jnp.array([0, 4]))
