@@ -98,6 +98,11 @@ def test_bad_arguments_are_named(problem):
         jaxnn.clipped_mean_grad(net, params, x, t, 1.0, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="clip_norm must be a non-negative number, got -1"):
         jaxnn.clipped_mean_grad(net, params, x, t, -1.0)
+    # The options are keyword-only (guards against the signature's * becoming /): by position they would be
+    # read as data; the data can be named.
+    with pytest.raises(TypeError):
+        jaxnn.clipped_mean_grad(net, params, x, t, 1.0, 0.0)
+    jaxnn.clipped_mean_grad(net=net, params=params, x=x, t=t, clip_norm=1.0)
     # An infinite clip_norm clips nothing, which is fine without noise and infinite noise with it.
     assert_trees_close(jaxnn.clipped_mean_grad(net, params, x, t, np.inf), net.backprop(params, x, t), RTOL, ATOL)
     with pytest.raises(ValueError, match=r"clip_norm \(with noise, whose scale it sets\) must be a finite"):

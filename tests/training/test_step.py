@@ -162,3 +162,28 @@ def test_optimizers_that_read_the_parameters_get_them(gradients):
         for xb, tb in batches:
             p, state, _ = step(p, state, xb, tb)
         assert_trees_close(p, expected(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer, fix", [(0.1, r"; to use 0.1 as a learning rate pass optax.sgd\(0.1\)$"),
+                                            (optax.sgd, r"; call it first, e.g. optax.sgd\(0.1\) rather than optax.sgd$"),
+                                            ("adam", r", e.g. optax.sgd\(0.1\) or optax.adam\(1e-3\)$")])
+def test_an_optimizer_that_is_no_transformation_is_named_with_the_fix(optimizer, fix):
+    """Guards against the optimizer check letting anything through (its first test inverted)."""
+    net, _, _, _ = small_problem()
+    with pytest.raises(TypeError, match=r"^optimizer must be an optax GradientTransformation \(with init and update\), "
+                                        r"got .*" + fix):
+        jaxnn.make_train_step(net, optimizer)
+
+
+def test_the_step_has_jits_ahead_of_time_methods():
+    """Guards against the step losing ``lower``/``trace``/``eval_shape`` (compiling ahead of time, or reading the
+    output shapes without running it)."""
+    net, params, x, t = small_problem()
+    optimizer = optax.sgd(0.1)
+    step = jaxnn.make_train_step(net, optimizer)
+    opt_state = optimizer.init(params)
+    compiled = step.lower(params, opt_state, x, t).compile()
+    new_params, _, loss = compiled(params, opt_state, x, t)
+    assert_trees_close(new_params, step(params, opt_state, x, t)[0], 0, 0)
+    assert step.eval_shape(params, opt_state, x, t)[2].shape == () == loss.shape
+    assert step.trace(params, opt_state, x, t).jaxpr is not None
