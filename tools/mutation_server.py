@@ -54,6 +54,9 @@ def serve(path):
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
+            # A shell starts a background job with SIGINT ignored, and Python then installs no handler:
+            # the tests that press Ctrl-C need KeyboardInterrupt.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             server.close()
             conn.close()
             os.chdir(directory)
