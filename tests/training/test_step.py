@@ -187,3 +187,81 @@ def test_the_step_has_jits_ahead_of_time_methods():
     assert_trees_close(new_params, step(params, opt_state, x, t)[0], 0, 0)
     assert step.eval_shape(params, opt_state, x, t)[2].shape == () == loss.shape
     assert step.trace(params, opt_state, x, t).jaxpr is not None
+
+
+def test_an_optimizer_needs_both_init_and_update():
+    """Guards against ``or`` for ``and`` in the duck-typed optimizer check."""
+    import types
+
+    net, _, _, _ = small_problem()
+    for half in (types.SimpleNamespace(init=lambda p: ()), types.SimpleNamespace(update=lambda g, s, p=None: (g, s))):
+        with pytest.raises(TypeError, match=r"optimizer must be an optax GradientTransformation"):
+            jaxnn.make_train_step(net, half)
+
+
+@pytest.mark.parametrize("batch_split", ["four", "", 0, 2.0])
+def test_batch_split_is_auto_or_a_positive_int(batch_split):
+    """Guards against any string passing for ``"auto"`` (``or`` for ``and`` in the check)."""
+    net, _, _, _ = small_problem()
+    with pytest.raises((TypeError, ValueError), match="batch_split must be a positive int"):
+        jaxnn.make_train_step(net, optax.sgd(0.1), batch_split=batch_split)
+
+
+def test_auto_asks_auto_batch_split_with_the_batchs_rows(monkeypatch):
+    """Guards against ``"auto"`` never consulting :func:`jaxnn.training.auto_batch_split` for a batch (the
+    test of the batch's rank inverted), and a batch split ``k`` ways equal to k parts averaged by hand."""
+    import jaxnn.training._step as step_module
+
+    asked = []
+    monkeypatch.setattr(step_module, "auto_batch_split", lambda rows, *a, **k: asked.append(rows) or 2)
+    net = jaxnn.Network.from_sizes([3, 7, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    _, _, x, t = small_problem(n=8)
+    params = net.init(jax.random.key(1))
+    optimizer = optax.sgd(0.5)
+    new, _, loss = jaxnn.make_train_step(net, optimizer)(params, optimizer.init(params), x, t)
+    assert asked == [8]
+    halves = [net.value_and_backprop(params, x[i:i + 4], t[i:i + 4]) for i in (0, 4)]
+    grads = jax.tree.map(lambda a, b: (a + b) / 2, halves[0][1], halves[1][1])
+    assert_trees_close(new, jax.tree.map(lambda p, g: p - 0.5 * g, params, grads), 1e-14, 1e-14)
+    np.testing.assert_allclose(loss, (halves[0][0] + halves[1][0]) / 2, rtol=1e-14)
+
+
+def test_a_batch_that_does_not_divide_is_not_split():
+    """Guards against ``and`` for ``or`` in the split's condition: 8 rows in 3 parts cannot be split evenly,
+    so the step computes the whole batch's gradient (as with ``batch_split=1``)."""
+    net, params, x, t = small_problem(n=8)
+    optimizer = optax.sgd(0.5)
+    state = optimizer.init(params)
+    whole = jaxnn.make_train_step(net, optimizer, batch_split=1)(params, state, x, t)
+    three = jaxnn.make_train_step(net, optimizer, batch_split=3)(params, state, x, t)
+    assert_trees_close(three, whole, 0, 0)
+
+
+def test_the_step_converts_lists_and_names_boolean_data():
+    """Guards against the data conversion: Python lists train like arrays; boolean inputs and targets are
+    refused with the fix for each (targets may be labels, inputs must be cast)."""
+    net, params, x, t = small_problem(n=8)
+    optimizer = optax.sgd(0.5)
+    state = optimizer.init(params)
+    step = jaxnn.make_train_step(net, optimizer, batch_split=1)
+    assert_trees_close(step(params, state, np.asarray(x).tolist(), np.asarray(t).tolist()),
+                       step(params, state, x, t), 0, 0)
+    with pytest.raises(TypeError, match=r"^x must hold numbers, got dtype bool; cast it, e\.g\. x\.astype\(float\)$"):
+        step(params, state, np.ones((8, 3), bool), t)
+    with pytest.raises(TypeError, match=r"^t must hold numbers, got dtype bool; give integer labels"):
+        step(params, state, x, np.ones(8, bool))
+
+
+def test_without_donate_a_step_with_state_leaves_its_inputs_alive():
+    """Guards against buffers donated when ``donate`` is off: the caller's params, optimizer state and
+    gradient state must stay readable after the step."""
+    net, params, x, t = small_problem(n=8)
+    optimizer = optax.adam(0.1)
+    source = jaxnn.rules.FeedbackAlignment()
+    grad_state = source.init(jax.random.key(0), net, params)
+    opt_state = optimizer.init(params)
+    step = jaxnn.make_train_step(net, optimizer, gradients=source, batch_split=1)
+    step(params, opt_state, x, t, grad_state)
+    for leaf in jax.tree.leaves((params, opt_state, grad_state)):
+        assert not leaf.is_deleted()
+        np.asarray(leaf)
