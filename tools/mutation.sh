@@ -39,7 +39,7 @@ jaxnn/network.py|tests/test_network.py tests/test_errors.py tests/training/test_
 jaxnn/per_example.py|tests/test_per_example.py
 jaxnn/checkpoint.py|tests/test_checkpoint.py tests/test_faults.py
 jaxnn/training/_step.py|tests/training/test_step.py tests/training/test_fit.py
-jaxnn/training/_epoch.py|tests/training/test_epoch.py tests/training/test_loop.py
+jaxnn/training/_epoch.py|tests/training/test_epoch.py tests/training/test_loop.py tests/training/test_shards.py
 '
 KEEP='ReplaceBinaryOperator_(Add_Sub|Sub_Add|Mul_Div|Div_Mul|FloorDiv_Div|Mod_FloorDiv|Pow_Mul)'
 KEEP+='|ReplaceComparisonOperator_(Lt_LtE|LtE_Lt|Gt_GtE|GtE_Gt|Eq_NotEq|NotEq_Eq|Is_IsNot|IsNot_Is)'

@@ -38,6 +38,7 @@ def _documented_order(key, epoch, n, shards, batch):
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 @pytest.mark.parametrize("shards", [2, 5])
 def test_sharded_order_is_the_documented_one(shards):
     # 70 rows, batch 10: 7 full steps with shards 2 (5 rows from each shard) and 5 (2 from each);
