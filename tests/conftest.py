@@ -14,7 +14,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 # Before anything imports jaxnn, so that every array it makes is made under these settings.
 jax.config.update("jax_enable_x64", True)
@@ -34,8 +34,10 @@ collect_ignore = ["training/multiprocess_worker.py"]
 
 # CI draws the same examples on every run, so a result never depends on luck.
 settings.register_profile("ci", derandomize=True, database=None)
-# Mutation testing (tools/mutation.sh) reruns the tests hundreds of times: a few examples each, the same ones.
-settings.register_profile("mutation", max_examples=5, derandomize=True, database=None, deadline=None)
+# Mutation testing (tools/mutation.sh) reruns the tests hundreds of times: a few examples each, the same ones,
+# and no shrinking (a failing example is all it needs; shrinking one compiles dozens of new shapes).
+settings.register_profile("mutation", max_examples=5, derandomize=True, database=None, deadline=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate], report_multiple_bugs=False)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 if os.environ.get("JAXNN_HYPOTHESIS_PROFILE"):
