@@ -59,3 +59,52 @@ def test_progress_bar_advances_within_an_epoch_on_a_terminal():
     jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Watch(), bar])
     assert seen == [3, 6, 9, 12]  # a bar that wants every update still gets them
 
+
+
+class _Clock:
+    """``time`` for the epoch loop: each reading of ``perf_counter`` is ``seconds`` after the last."""
+
+    def __init__(self, seconds):
+        self.now, self.seconds = 0.0, seconds
+
+    def perf_counter(self):
+        self.now += self.seconds
+        return self.now
+
+
+@pytest.mark.parametrize("first_chunk_seconds, short_epoch, expected", [
+    (3.0, 60.0, [3, 12]),            # 1 s a step, 12 s an epoch: short, the rest in one call
+    (15.0, 60.0, [3, 6, 9, 12]),     # 5 s a step: 60 s is not shorter than 60 s
+    (30.0, 60.0, [3, 6, 9, 12]),     # 10 s a step: long, every update
+    (3.0, 10.0, [3, 6, 9, 12]),      # 12 s is not short for a callback that wants 10
+])
+def test_an_epoch_is_measured_short_from_its_first_chunk(monkeypatch, first_chunk_seconds, short_epoch, expected):
+    """Guards against the short-epoch estimate (per step from the first chunk, times the epoch's steps,
+    against ``short_epoch``) being computed or compared wrongly, with the clock under the test's control;
+    an epoch measured short once is remembered for the next fit with the same shapes."""
+    import jaxnn.training._epoch as epoch_module
+
+    monkeypatch.setattr(epoch_module, "_SHORT_EPOCHS", epoch_module.collections.OrderedDict())
+    monkeypatch.setattr(epoch_module, "time", _Clock(first_chunk_seconds))
+    net, params, x, t = classification()
+    seen = []
+
+    class Watch(jaxnn.Callback):
+        steps_per_update = 3
+
+        def on_steps(self, done):
+            seen.append(done)
+
+    Watch.short_epoch = short_epoch
+    jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Watch()])
+    assert seen == expected
+    remembered = len(epoch_module._SHORT_EPOCHS) == 1
+    assert remembered == (expected == [3, 12])
+    if remembered:  # the next fit trusts the measure: one call, for a callback as patient; chunks for one less
+        seen.clear()
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Watch()])
+        assert seen == [12]
+        seen.clear()
+        Watch.short_epoch = 11.0
+        jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Watch()])
+        assert seen == [3, 6, 9, 12]
