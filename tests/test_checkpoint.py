@@ -395,6 +395,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_a_replicated_two_device_state_loads_replicated(tmp_path):
     # XLA_FLAGS must be set before jax starts, so this runs in its own process.
     env = dict(os.environ)
@@ -405,3 +406,55 @@ def test_a_replicated_two_device_state_loads_replicated(tmp_path):
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sharded ok" in result.stdout
+
+
+def test_empty_arrays_and_many_leaves_round_trip(tmp_path):
+    """Guards against a dimension of 0 being refused as a bad shape, and against the metadata's size limit
+    shrinking with the number of leaves (a template of 300 leaves must load)."""
+    tree = {"empty": np.zeros((0, 3), np.float32), "leaves": [np.full(2, i, np.int32) for i in range(300)]}
+    jaxnn.save(tmp_path / "c.npz", tree)
+    loaded = jaxnn.load(tmp_path / "c.npz", tree)
+    assert loaded["empty"].shape == (0, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded["leaves"], tree["leaves"]))
+
+
+def test_keys_with_quotes_backslashes_and_brackets_round_trip(tmp_path):
+    """Guards against the metadata's depth scan misreading escaped quotes: brackets inside a key's string
+    are not nesting, whatever backslashes precede its quotes."""
+    tree = {'a"[[[[': np.ones(2), 'b\\\\"{{{{': np.zeros(2), 'c\\"]]': np.arange(3), "d\\": np.ones(1)}
+    jaxnn.save(tmp_path / "c.npz", tree)
+    loaded = jaxnn.load(tmp_path / "c.npz", tree)
+    assert all(np.array_equal(loaded[k], v) for k, v in tree.items())
+
+
+def test_a_long_structure_mismatch_is_quoted_clipped(tmp_path):
+    """Guards against the clipping of long structures in the mismatch message."""
+    tree = {f"layer_{i:03d}": np.ones(1) for i in range(60)}
+    jaxnn.save(tmp_path / "c.npz", tree)
+    with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{.{300,}\.\.\.\n"):
+        jaxnn.load(tmp_path / "c.npz", {**tree, "extra": np.ones(1)})
+
+
+def test_void_dtypes_are_not_saved_as_bits(tmp_path):
+    """Guards against any void dtype passing as one of ml_dtypes' (``or`` for ``and``)."""
+    with pytest.raises((TypeError, ValueError)):
+        jaxnn.save(tmp_path / "c.npz", {"v": np.zeros(3, "V4")})
+
+
+def test_an_npy_entry_of_format_2_loads(tmp_path):
+    """Guards against the .npy header reader taking version 2.0 for an unsupported one."""
+    tree = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    path = tmp_path / "c.npz"
+    jaxnn.save(path, tree)
+    with zipfile.ZipFile(path) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    rewritten = tmp_path / "v2.npz"
+    with zipfile.ZipFile(rewritten, "w") as archive:
+        for name, data in entries.items():
+            if name.endswith(".npy") and not name.startswith("__"):
+                array = np.load(__import__("io").BytesIO(data))
+                with archive.open(name, "w") as entry:
+                    np.lib.format.write_array(entry, array, version=(2, 0))
+            else:
+                archive.writestr(name, data)
+    np.testing.assert_array_equal(jaxnn.load(rewritten, tree)["w"], tree["w"])

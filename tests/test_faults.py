@@ -665,3 +665,25 @@ def test_a_file_size_limit_names_the_file_and_keeps_the_previous_one(tmp_path):
     assert int(code) == errno.EFBIG
     assert message == f"[Errno 27] cannot save checkpoint {str(path)!r}: File too large; the previous file is untouched"
     assert result.stdout.splitlines()[1] == "['s.npz']"
+
+
+def test_ctrl_c_as_the_temporary_is_created_waits_until_it_is_registered(tmp_path, monkeypatch):
+    """Guards against the deferral of SIGINT around creating the temporary being skipped: an interrupt
+    landing just after ``os.open`` returns must not leave the new file unowned (nothing would remove it)."""
+    path = tmp_path / "s.npz"
+    jaxnn.save(path, TREE)
+    before = path.read_bytes()
+    real_open = os.open
+
+    def open_then_interrupt(name, flags, *args):
+        fd = real_open(name, flags, *args)
+        if str(name).endswith(".tmp") and flags & os.O_CREAT:
+            signal.raise_signal(signal.SIGINT)  # handled at the next bytecode: still inside this call
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        jaxnn.save(path, {k: v + 1 for k, v in TREE.items()})
+    monkeypatch.undo()
+    assert temporaries(tmp_path) == []
+    assert path.read_bytes() == before
