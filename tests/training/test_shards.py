@@ -103,6 +103,7 @@ COLLECTIVE = re.compile(r"=\s*(.*?)\s(all-gather|all-reduce|all-to-all|collectiv
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_a_shuffled_epoch_over_two_devices_moves_no_rows_between_them(tmp_path):
     # The compiled programs, after XLA's optimisations, as text: every collective and what it carries.
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
