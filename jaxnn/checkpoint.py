@@ -622,8 +622,13 @@ def _check_entry_bounds(info: zipfile.ZipInfo, size: int) -> None:
 
 
 def _meta_limit(specs, treedef) -> int:
-    """How many bytes the metadata of a file that fits this template can need, with room to spare."""
-    return _META_BASE_BYTES + _META_LEAF_BYTES * len(specs) + 4 * (len(str(treedef)) + 1)
+    """How many bytes the metadata of a file that fits this template can need, with room to spare.
+
+    The structure's text and every leaf's path are in it: a character takes at most 12 in JSON (an
+    escaped surrogate pair, ``\\ud83d\\ude00``) and 4 bytes each in the stored string.
+    """
+    text = len(str(treedef)) + sum(len(name) for name, *_ in specs)
+    return _META_BASE_BYTES + _META_LEAF_BYTES * len(specs) + 48 * (text + 1)
 
 
 def _read_meta(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> dict[str, Any]:

@@ -691,3 +691,23 @@ def test_ctrl_c_as_the_temporary_is_created_waits_until_it_is_registered(tmp_pat
     monkeypatch.undo()
     assert temporaries(tmp_path) == []
     assert path.read_bytes() == before
+
+
+def test_an_entry_longer_than_its_array_is_named_with_both_sizes(tmp_path):
+    """Guards against the size message's arithmetic: 4 bytes past an array of 3 float32 after a 128-byte header."""
+    entries = dict(good_entries())
+    entries["['b'].npy"] += b"\0" * 4
+    path = write_archive(tmp_path / "m.npz", meta_of(), list(entries.items()))
+    assert "the entry \"['b'].npy\" declares 144 bytes; its .npy header (128 bytes) and shape need 140" in load_error(path)
+
+
+def test_long_names_make_room_for_their_metadata(tmp_path):
+    """Guards against the metadata's size limit not growing with the tree structure's text and the leaves'
+    paths (such files were saved and then refused by ``load``): 40 keys of 60,000 characters (a zip entry's
+    name holds 65,535 bytes) make 19 MB of stored metadata; keys of non-ASCII characters, escaped in JSON,
+    six times as many characters."""
+    for char, length in (("k", 60_000), ("é", 30_000)):
+        tree = {f"{i}" + char * length: np.full(1, i, np.int32) for i in range(40)}
+        jaxnn.save(tmp_path / "c.npz", tree)
+        loaded = jaxnn.load(tmp_path / "c.npz", tree)
+        assert all(np.array_equal(loaded[k], v) for k, v in tree.items())
