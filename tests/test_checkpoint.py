@@ -418,6 +418,13 @@ def test_empty_arrays_and_many_leaves_round_trip(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(loaded["leaves"], tree["leaves"]))
 
 
+def test_an_array_of_64_dimensions_round_trips(tmp_path):
+    """Guards against the shape check refusing NumPy's largest rank (``>=`` for ``>`` against 64)."""
+    tree = {"deep": np.zeros((1,) * 64, np.float32)}
+    jaxnn.save(tmp_path / "c.npz", tree)
+    assert jaxnn.load(tmp_path / "c.npz", tree)["deep"].shape == (1,) * 64
+
+
 def test_keys_with_quotes_backslashes_and_brackets_round_trip(tmp_path):
     """Guards against the metadata's depth scan misreading escaped quotes: brackets inside a key's string
     are not nesting, whatever backslashes precede its quotes."""

@@ -247,6 +247,7 @@ def test_malformed_metadata_is_a_value_error_naming_the_file(tmp_path, case):
 @pytest.mark.parametrize("entry, expected", [
     (npy(np.ones(3)), "metadata entry '__jaxnn_checkpoint__.npy' is not a string (it holds float64 (3,))"),
     (npy(np.asarray(["a", "b"])), "is not a string"),
+    (npy(np.float64(1.0)), "is not a string (it holds float64 ())"),
     (npy(header={"descr": "<U9999999", "fortran_order": False, "shape": ()}), "declares 128 bytes; its .npy"),
     (b"\x93NUMPY garbage", "has no valid .npy header"),
 ])
@@ -711,3 +712,33 @@ def test_long_names_make_room_for_their_metadata(tmp_path):
         jaxnn.save(tmp_path / "c.npz", tree)
         loaded = jaxnn.load(tmp_path / "c.npz", tree)
         assert all(np.array_equal(loaded[k], v) for k, v in tree.items())
+
+
+def test_a_temporary_that_cannot_be_opened_does_not_stop_the_reclaiming(tmp_path):
+    """Guards against the reclaiming loop stopping (``break`` for ``continue``) at a leftover it cannot open:
+    dangling links named like temporaries are skipped, and the stale temporary beside them is still removed."""
+    for i in range(5):
+        os.symlink(tmp_path / "nowhere", tmp_path / f".c.npz.{i:012x}.tmp")
+    stale = tmp_path / ".c.npz.ffffffffffff.tmp"
+    stale.write_bytes(b"left by a killed save")
+    os.utime(stale, (0, 0))
+    jaxnn.save(tmp_path / "c.npz", TREE)
+    assert not stale.exists()
+    assert len(temporaries(tmp_path)) == 5  # the links are not ours to remove
+
+
+def test_the_output_after_close_only_counts(tmp_path):
+    """Guards against the closed output writing, flushing or seeking for real (an archive abandoned by an
+    exception is finished by the garbage collector; it must find a sink that only moves its position)."""
+    from jaxnn.checkpoint import _Output
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    out = _Output(fd)
+    out.write(b"abc")
+    out.close()
+    os.close(fd)
+    assert out.tell() == 3
+    assert out.write(b"de") == 2 and out.tell() == 5
+    out.flush()
+    assert out.seek(1) == 1 and out.seek(4, os.SEEK_CUR) == 5
+    assert (tmp_path / "f").read_bytes() == b"abc"
