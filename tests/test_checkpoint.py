@@ -440,6 +440,9 @@ def test_a_long_structure_mismatch_is_quoted_clipped(tmp_path):
     jaxnn.save(tmp_path / "c.npz", tree)
     with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{.{300,}\.\.\.\n"):
         jaxnn.load(tmp_path / "c.npz", {**tree, "extra": np.ones(1)})
+    jaxnn.save(tmp_path / "s.npz", {"a": np.ones(1)})  # a short one is quoted whole
+    with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{'a': \*\}\)\n"):
+        jaxnn.load(tmp_path / "s.npz", {"a": np.ones(1), "b": np.ones(1)})
 
 
 def test_void_dtypes_are_not_saved_as_bits(tmp_path):

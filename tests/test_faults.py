@@ -715,16 +715,43 @@ def test_long_names_make_room_for_their_metadata(tmp_path):
 
 
 def test_a_temporary_that_cannot_be_opened_does_not_stop_the_reclaiming(tmp_path):
-    """Guards against the reclaiming loop stopping (``break`` for ``continue``) at a leftover it cannot open:
-    dangling links named like temporaries are skipped, and the stale temporary beside them is still removed."""
-    for i in range(5):
+    """Guards against the reclaiming loop stopping (``break`` for ``continue``) at a leftover it cannot open
+    or must keep: dangling links and fresh temporaries (a live save's, perhaps) named like temporaries are
+    skipped, and the stale temporary beside them is still removed (whatever order the folder lists them in)."""
+    for i in range(20):
         os.symlink(tmp_path / "nowhere", tmp_path / f".c.npz.{i:012x}.tmp")
+        (tmp_path / f".c.npz.{i + 100:012x}.tmp").write_bytes(b"fresh")
     stale = tmp_path / ".c.npz.ffffffffffff.tmp"
     stale.write_bytes(b"left by a killed save")
     os.utime(stale, (0, 0))
     jaxnn.save(tmp_path / "c.npz", TREE)
     assert not stale.exists()
-    assert len(temporaries(tmp_path)) == 5  # the links are not ours to remove
+    assert len(temporaries(tmp_path)) == 40  # the links and the fresh files are not ours to remove
+
+
+def test_the_temporary_is_locked_while_it_is_written(tmp_path, monkeypatch):
+    """Guards against the temporary being written without its ``flock`` (another save would take it for a
+    crashed one's and remove it)."""
+    import fcntl
+
+    import jaxnn.checkpoint as checkpoint
+
+    write, tried = checkpoint._write_npz, []
+
+    def write_while_another_tries_the_lock(out, entries):
+        (name,) = temporaries(tmp_path)
+        fd = os.open(tmp_path / name, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            tried.append(name)
+        finally:
+            os.close(fd)
+        return write(out, entries)
+
+    monkeypatch.setattr(checkpoint, "_write_npz", write_while_another_tries_the_lock)
+    jaxnn.save(tmp_path / "c.npz", TREE)
+    assert len(tried) == 1 and temporaries(tmp_path) == []
 
 
 def test_the_output_after_close_only_counts(tmp_path):

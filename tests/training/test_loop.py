@@ -174,15 +174,16 @@ def test_the_non_finite_guard_names_the_exact_step(kind, bad_step, chunk):
     assert_trees_close(err.epoch_start_state.params, params, rtol=0, atol=0)
 
 
-def test_the_last_finite_state_of_an_epoch_with_a_short_last_batch():
+@pytest.mark.parametrize("bad_row, bad_step", [(5, 3), (10, 6)])
+def test_the_last_finite_state_of_an_epoch_with_a_short_last_batch(bad_row, bad_step):
     """Guards against replaying the steps before a non-finite one with the epoch's short last batch added
-    (``or`` for ``and``): 11 rows in batches of 2 end with a batch of 1, which the replay of the first two
-    steps must not take."""
-    net, params, x, t = _guarded_problem("nan", bad_row=5)
+    (``or`` for ``and``, ``>=`` for ``>``): 11 rows in batches of 2 end with a batch of 1, which the replay
+    of the steps before step 3, or before that short batch itself, must not take."""
+    net, params, x, t = _guarded_problem("nan", bad_row=bad_row)
     x, t = x[:11], t[:11]
     optimizer = optax.sgd(0.1)
     with pytest.raises(jaxnn.NonFiniteLossError) as info:
         jaxnn.fit(net, params, x, t, optimizer=optimizer, batch_size=2, check_data=False)
-    assert info.value.step == 3
-    before = [(x[i : i + 2], t[i : i + 2]) for i in (0, 2)]
+    assert info.value.step == bad_step
+    before = [(x[i : i + 2], t[i : i + 2]) for i in range(0, 2 * (bad_step - 1), 2)]
     assert_trees_close(info.value.state.params, sgd_loop(net, params, before, 0.1), rtol=1e-12, atol=1e-14)
