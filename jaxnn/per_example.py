@@ -137,6 +137,8 @@ def clipped_mean_grad(
         noise_multiplier: ``sigma``; Gaussian noise of standard deviation
             ``sigma * C`` is added to the clipped sum. ``0`` adds none.
         key: PRNG key for the noise; needed when ``noise_multiplier`` is not 0.
+            Leaf ``i`` of the gradient (in ``jax.tree.leaves`` order) gets the
+            draw ``jax.random.normal(jax.random.split(key, n_leaves)[i])``.
 
     Returns:
         Gradients shaped like ``params``.

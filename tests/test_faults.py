@@ -769,3 +769,19 @@ def test_the_output_after_close_only_counts(tmp_path):
     out.flush()
     assert out.seek(1) == 1 and out.seek(4, os.SEEK_CUR) == 5
     assert (tmp_path / "f").read_bytes() == b"abc"
+
+
+def test_an_entry_of_objects_is_refused_before_anything_is_read(tmp_path):
+    """Guards against the entry check letting an object dtype through unless it also has too many axes
+    (``and`` for ``or``): a pickle must never be what decides."""
+    entries = dict(good_entries())
+    entries["['b'].npy"] = npy(header={"descr": "|O", "fortran_order": False, "shape": (3,)}, data=b"\0" * 24)
+    path = write_archive(tmp_path / "m.npz", meta_of(), list(entries.items()))
+    assert "the entry \"['b'].npy\" holds object of shape (3,), not an array of numbers" in load_error(path)
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    """Guards against ``load`` checking the path as one that must exist in its own words: a missing
+    checkpoint is the ``FileNotFoundError`` every Python caller already handles."""
+    with pytest.raises(FileNotFoundError):
+        jaxnn.load(tmp_path / "missing.npz", TREE)

@@ -124,6 +124,20 @@ def test_binary_cross_entropy_per_example_tools(problem):
     assert_trees_close(jaxnn.clipped_mean_grad(net, params, x, t, 0.3), ref_clipped, RTOL, ATOL)
 
 
+def test_the_noise_is_the_documented_draw_per_leaf(problem):
+    """Guards against the noise's sign or key changing, so that a run with a given key is the one documented:
+    leaf ``i`` (of ``jax.tree.leaves``) gets ``sigma * clip_norm * normal(split(key, n_leaves)[i]) / batch``."""
+    net, params, x, t = problem((3, 4, 2), ACTS[:2], 5, seed=4)
+    key, sigma, clip = jax.random.key(9), 0.7, 0.4
+    noisy = jaxnn.clipped_mean_grad(net, params, x, t, clip, noise_multiplier=sigma, key=key)
+    plain = jaxnn.clipped_mean_grad(net, params, x, t, clip)
+    leaves = jax.tree.leaves(plain)
+    keys = jax.random.split(key, len(leaves))
+    for i, (n, p) in enumerate(zip(jax.tree.leaves(noisy), leaves)):
+        expected = sigma * clip * jax.random.normal(keys[i], p.shape, p.dtype) / 5
+        np.testing.assert_allclose(n - p, expected, rtol=1e-10, atol=1e-12)
+
+
 def _noise_samples(net, params, x, t, clip_norm, sigma, draws, seed=0):
     """``draws`` samples of the noise clipped_mean_grad adds, one (draws, size) array per leaf."""
     plain = jaxnn.clipped_mean_grad(net, params, x, t, clip_norm)
