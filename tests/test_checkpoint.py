@@ -440,6 +440,11 @@ def test_a_long_structure_mismatch_is_quoted_clipped(tmp_path):
     jaxnn.save(tmp_path / "c.npz", tree)
     with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{.{300,}\.\.\.\n"):
         jaxnn.load(tmp_path / "c.npz", {**tree, "extra": np.ones(1)})
+    exact = {"k" * 382: np.ones(1)}  # a structure of exactly 400 characters, the most quoted whole
+    assert len(str(jax.tree.structure(exact))) == 400
+    jaxnn.save(tmp_path / "e.npz", exact)
+    with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{'k{382}': \*\}\)\n"):
+        jaxnn.load(tmp_path / "e.npz", {**exact, "b": np.ones(1)})
     jaxnn.save(tmp_path / "s.npz", {"a": np.ones(1)})  # a short one is quoted whole
     with pytest.raises(ValueError, match=r"saved structure: +PyTreeDef\(\{'a': \*\}\)\n"):
         jaxnn.load(tmp_path / "s.npz", {"a": np.ones(1), "b": np.ones(1)})

@@ -785,3 +785,21 @@ def test_a_missing_file_is_file_not_found(tmp_path):
     checkpoint is the ``FileNotFoundError`` every Python caller already handles."""
     with pytest.raises(FileNotFoundError):
         jaxnn.load(tmp_path / "missing.npz", TREE)
+
+
+def test_a_root_leaf_is_named_as_the_root(tmp_path):
+    """Guards against the encoding message naming a tree that is one array by an empty string."""
+    tree = np.arange(3, dtype=np.float32)
+    meta = meta_of(tree)
+    meta["leaves"][0]["encoding"] = "bits"
+    path = write_archive(tmp_path / "r.npz", meta, good_entries(tree))
+    assert "the leaf (root) of dtype float32 has encoding 'bits', expected 'raw'" in load_error(path, like=tree)
+
+
+def test_entries_past_zip64s_limit_are_written_as_zip64(tmp_path, monkeypatch):
+    """Guards against the entries being opened without ``force_zip64``: zipfile cannot know an entry's size
+    before writing it, and one past the limit (4 GiB; lowered here to 1000 bytes) would then fail."""
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+    tree = {"w": np.arange(1000, dtype=np.float32)}
+    jaxnn.save(tmp_path / "z.npz", tree)
+    np.testing.assert_array_equal(jaxnn.load(tmp_path / "z.npz", tree)["w"], tree["w"])

@@ -110,3 +110,22 @@ def test_an_epoch_is_measured_short_from_its_first_chunk(monkeypatch, first_chun
             Watch.short_epoch = patience
             jaxnn.fit(net, params, x, t, optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Watch()])
             assert seen == [3, 6, 9, 12]
+
+
+def test_the_short_epochs_remembered_are_the_most_recent(monkeypatch):
+    """Guards against the memory of short epochs keeping one too few, or forgetting the newest rather than
+    the oldest (its size lowered to 2 here): after three short fits of different sizes, the last two are
+    remembered, oldest first."""
+    import jaxnn.training._epoch as epoch_module
+
+    monkeypatch.setattr(epoch_module, "_SHORT_EPOCHS", epoch_module.collections.OrderedDict())
+    monkeypatch.setattr(epoch_module, "_MAX_SHORT", 2)
+    monkeypatch.setattr(epoch_module, "time", _Clock(0.001))
+    net, params, x, t = classification()
+
+    class Patient(jaxnn.Callback):
+        steps_per_update, short_epoch = 1, 60.0
+
+    for n in (64, 72, 80):
+        jaxnn.fit(net, params, x[:n], t[:n], optimizer=optax.sgd(0.1), batch_size=8, epochs=1, callbacks=[Patient()])
+    assert [rows for _, _, rows, _ in epoch_module._SHORT_EPOCHS] == [72, 80]
