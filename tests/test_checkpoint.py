@@ -428,7 +428,9 @@ def test_an_array_of_64_dimensions_round_trips(tmp_path):
 def test_keys_with_quotes_backslashes_and_brackets_round_trip(tmp_path):
     """Guards against the metadata's depth scan misreading escaped quotes: brackets inside a key's string
     are not nesting, whatever backslashes precede its quotes."""
-    tree = {'a"[[[[': np.ones(2), 'b\\\\"{{{{': np.zeros(2), 'c\\"]]': np.arange(3), "d\\": np.ones(1)}
+    deep = "[" * 20 + "{" * 20  # counted as nesting, these would be too deep
+    tree = {'a"' + deep: np.ones(2), 'b\\\\"' + deep: np.zeros(2), 'c\\"' + deep: np.arange(3), "d\\": np.ones(1),
+            "\\" * 7 + '"' + deep: np.ones(1), '"' * 3 + deep: np.ones(1)}
     jaxnn.save(tmp_path / "c.npz", tree)
     loaded = jaxnn.load(tmp_path / "c.npz", tree)
     assert all(np.array_equal(loaded[k], v) for k, v in tree.items())
