@@ -80,9 +80,18 @@ def private_uses(source, module, is_package=False):
     return sorted(found)
 
 
+# White-box tests that reach into the one module they test, and why.
+WHITE_BOX = {
+    "tests/test_faults.py": "jaxnn.checkpoint: the temporary's lock during the write, the closed output's sink",
+    "tests/training/test_epoch.py": "jaxnn.training._epoch: the clock and the memory of short epochs",
+}
+
+
 def test_no_module_uses_another_modules_private_names():
     found = []
     for path in sorted(p for folder in ("jaxnn", "tests", "examples") for p in (ROOT / folder).rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() in WHITE_BOX:
+            continue
         parts = path.relative_to(ROOT).with_suffix("").parts
         is_package = parts[-1] == "__init__"
         module = ".".join(parts[:-1] if is_package else parts)
