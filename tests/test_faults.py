@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import jaxnn
+import jaxnn.checkpoint as checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 META = "__jaxnn_checkpoint__"
@@ -732,9 +733,7 @@ def test_a_temporary_that_cannot_be_opened_does_not_stop_the_reclaiming(tmp_path
 def test_the_temporary_is_locked_while_it_is_written(tmp_path, monkeypatch):
     """Guards against the temporary being written without its ``flock`` (another save would take it for a
     crashed one's and remove it)."""
-    import fcntl
-
-    import jaxnn.checkpoint as checkpoint
+    import fcntl  # Linux only, like this module (skipped elsewhere after its imports)
 
     write, tried = checkpoint._write_npz, []
 
@@ -757,10 +756,8 @@ def test_the_temporary_is_locked_while_it_is_written(tmp_path, monkeypatch):
 def test_the_output_after_close_only_counts(tmp_path):
     """Guards against the closed output writing, flushing or seeking for real (an archive abandoned by an
     exception is finished by the garbage collector; it must find a sink that only moves its position)."""
-    from jaxnn.checkpoint import _Output
-
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
-    out = _Output(fd)
+    out = checkpoint._Output(fd)
     out.write(b"abc")
     out.close()
     os.close(fd)

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jaxnn
+import jaxnn.training._epoch as epoch_module
 from tests.helpers import assert_trees_close, classification, quadrant_problem
 
 
@@ -82,8 +83,6 @@ def test_an_epoch_is_measured_short_from_its_first_chunk(monkeypatch, first_chun
     """Guards against the short-epoch estimate (per step from the first chunk, times the epoch's steps,
     against ``short_epoch``) being computed or compared wrongly, with the clock under the test's control;
     an epoch measured short once is remembered for the next fit with the same shapes."""
-    import jaxnn.training._epoch as epoch_module
-
     monkeypatch.setattr(epoch_module, "_SHORT_EPOCHS", epoch_module.collections.OrderedDict())
     monkeypatch.setattr(epoch_module, "time", _Clock(first_chunk_seconds))
     net, params, x, t = classification()
@@ -116,8 +115,6 @@ def test_the_short_epochs_remembered_are_the_most_recent(monkeypatch):
     """Guards against the memory of short epochs keeping one too few, or forgetting the newest rather than
     the oldest (its size lowered to 2 here): after three short fits of different sizes, the last two are
     remembered, oldest first."""
-    import jaxnn.training._epoch as epoch_module
-
     monkeypatch.setattr(epoch_module, "_SHORT_EPOCHS", epoch_module.collections.OrderedDict())
     monkeypatch.setattr(epoch_module, "_MAX_SHORT", 2)
     monkeypatch.setattr(epoch_module, "time", _Clock(0.001))

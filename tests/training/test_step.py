@@ -1,6 +1,8 @@
 """One training step: manual equals autodiff, jitted, donation, the batch split."""
 
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import optax
 import pytest
 
 import jaxnn
+import jaxnn.training._step as step_module
 from tests.helpers import (AutodiffCalled, TanhNoAutodiff, TanhWrongDerivative, adamw_loop, assert_trees_close,
                            max_abs_diff, quadrant_problem, sgd_loop, small_problem)
 
@@ -191,8 +194,6 @@ def test_the_step_has_jits_ahead_of_time_methods():
 
 def test_an_optimizer_needs_both_init_and_update():
     """Guards against ``or`` for ``and`` in the duck-typed optimizer check."""
-    import types
-
     net, _, _, _ = small_problem()
     for half in (types.SimpleNamespace(init=lambda p: ()), types.SimpleNamespace(update=lambda g, s, p=None: (g, s))):
         with pytest.raises(TypeError, match=r"optimizer must be an optax GradientTransformation"):
@@ -210,8 +211,6 @@ def test_batch_split_is_auto_or_a_positive_int(batch_split):
 def test_auto_asks_auto_batch_split_with_the_batchs_rows(monkeypatch):
     """Guards against ``"auto"`` never consulting :func:`jaxnn.training.auto_batch_split` for a batch (the
     test of the batch's rank inverted), and a batch split ``k`` ways equal to k parts averaged by hand."""
-    import jaxnn.training._step as step_module
-
     asked = []
     monkeypatch.setattr(step_module, "auto_batch_split", lambda rows, *a, **k: asked.append(rows) or 2)
     net = jaxnn.Network.from_sizes([3, 7, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
