@@ -2,7 +2,14 @@
 
 import itertools
 import os
+import signal
 from pathlib import Path
+
+# A shell starts a background job with SIGINT ignored, and Python then never turns Ctrl-C into
+# KeyboardInterrupt: the tests of what an interrupt does would fail for the wrong reason. Python's own
+# handler again (and, through exec, the default for the processes the tests start).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Compiling XLA programs is most of the suite's time, and the same programs compile in both xdist
 # workers, in the examples' subprocesses and again on the next run: JAX's persistent compilation
