@@ -529,7 +529,7 @@ def recursion_diagram(net, params, x, t, *, report=None, ax=None, decimals=2, ma
     net.check_params(params)
     if report is not None and not isinstance(report, GradientReport):
         raise TypeError(f"report must be a jaxnn.GradientReport from check_gradients, got {type(report).__name__}")
-    shape = np.shape(x) if x is not None else ()
+    shape = np.shape(as_array("x", x)) if x is not None else ()
     if len(shape) != 1:
         raise ValueError(
             f"recursion_diagram draws one example: x must have shape ({net.layers[0].ins},), got "

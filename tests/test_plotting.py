@@ -284,3 +284,6 @@ def test_recursion_diagram_errors():
         plotting.recursion_diagram(net, params, jnp.ones((4, 2)), jnp.ones((4, 2)))
     with pytest.raises(ValueError, match="last dimension 3"):
         plotting.recursion_diagram(net, params, jnp.ones(3), jnp.ones(2))
+    # a ragged list: NumPy's own error, raised outside jaxnn, before
+    with pytest.raises(ValueError, match="^x must be a rectangular array of numbers"):
+        plotting.recursion_diagram(net, params, [[1.0, 2.0], [1.0]], [1.0, 0.0])

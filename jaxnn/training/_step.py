@@ -117,10 +117,14 @@ def _as_data(name, value, labels_ok=False):
     off, wrapping what does not fit: those are checked first (one pass, for
     those dtypes only).
     """
-    if isinstance(value, jax.Array):
+    if isinstance(value, np.ndarray):  # first: a NumPy array is quickly told, and rows come one a step
+        kind = value.dtype.kind
+        if kind == "f":
+            return value
+        if kind in "iu":
+            return fits_jax_int(name, value)
+    elif isinstance(value, jax.Array):
         return value
-    if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
-        return fits_jax_int(name, value)
     return as_array(name, value, labels_ok=labels_ok)
 
 
