@@ -84,6 +84,7 @@ def private_uses(source, module, is_package=False):
 WHITE_BOX = {
     "tests/test_faults.py": "jaxnn.checkpoint: the temporary's lock during the write, the closed output's sink",
     "tests/training/test_epoch.py": "jaxnn.training._epoch: the clock and the memory of short epochs",
+    "tests/training/test_plan.py": "jaxnn.training._plan: the value checks counted, to see what is not scanned twice",
     "tests/training/test_step.py": "jaxnn.training._step: auto_batch_split replaced by a recorder",
 }
 

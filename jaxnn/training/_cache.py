@@ -29,6 +29,7 @@ __all__ = ["MAX_ENTRIES", "cached", "fingerprint"]
 MAX_ENTRIES = 32
 _SMALL_ARRAY = 4096  # entries; larger arrays are identified by identity
 _SCALARS = (type(None), bool, int, str, bytes, type(Ellipsis))
+_SCALAR_TYPES = frozenset(_SCALARS)  # exactly these types: told apart without isinstance
 
 
 class _Fingerprint:
@@ -41,23 +42,30 @@ class _Fingerprint:
         return ("id", type(obj).__qualname__, id(obj))
 
     def __call__(self, obj) -> Hashable:
-        if isinstance(obj, _SCALARS):
-            return (type(obj).__name__, obj)
-        if isinstance(obj, (float, complex)):
-            return (type(obj).__name__, repr(obj))  # repr tells -0.0 from 0.0 and keeps nan equal
-        if isinstance(obj, types.ModuleType):
-            return ("module", obj.__name__)
-        if id(obj) in self.active:  # a cycle: refer to the enclosing object by depth
-            return ("cycle", self.active[id(obj)])
-        self.active[id(obj)] = len(self.active)
+        kind = type(obj)
+        if kind in _SCALAR_TYPES:
+            return (kind.__name__, obj)
+        if kind is not tuple and kind is not types.FunctionType:  # what optimizers are made of: no leaf checks
+            if isinstance(obj, _SCALARS):
+                return (kind.__name__, obj)
+            if isinstance(obj, (float, complex)):
+                return (kind.__name__, repr(obj))  # repr tells -0.0 from 0.0 and keeps nan equal
+            if isinstance(obj, types.ModuleType):
+                return ("module", obj.__name__)
+        active, key = self.active, id(obj)
+        if key in active:  # a cycle: refer to the enclosing object by depth
+            return ("cycle", active[key])
+        active[key] = len(active)
         try:
+            if kind is types.FunctionType:
+                return self._function(obj)
             return self._compound(obj)
         finally:
-            del self.active[id(obj)]
+            del active[key]
 
     def _compound(self, obj) -> Hashable:
         if isinstance(obj, (tuple, list)):
-            return (type(obj).__qualname__, id(type(obj)), tuple(self(v) for v in obj))
+            return (type(obj).__qualname__, id(type(obj)), tuple([self(v) for v in obj]))
         if isinstance(obj, dict):
             return ("dict", tuple((self(k), self(v)) for k, v in obj.items()))
         if isinstance(obj, types.FunctionType):
@@ -89,11 +97,9 @@ class _Fingerprint:
         return ("array", type(obj).__qualname__, a.dtype.str, a.shape, a.tobytes())
 
     def _function(self, fn: types.FunctionType) -> Hashable:
-        code = fn.__code__
-        cells = tuple(self(c.cell_contents) if _filled(c) else ("empty",) for c in fn.__closure__ or ())
-        read = tuple(
-            (name, self(fn.__globals__[name])) for name in _global_names(code) if name in fn.__globals__
-        )
+        code, names = fn.__code__, fn.__globals__
+        cells = tuple([self(c.cell_contents) if _filled(c) else ("empty",) for c in fn.__closure__ or ()])
+        read = tuple([(name, self(names[name])) for name in _global_names(code) if name in names])
         return ("function", code, self(fn.__defaults__), self(fn.__kwdefaults__), cells, read)
 
 

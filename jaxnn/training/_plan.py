@@ -84,29 +84,47 @@ def _check_callbacks(callbacks) -> list[Callback]:
     return list(callbacks)
 
 
-# Data that passed the value checks, by the identity of their (immutable) jax.Arrays.
-_CHECKED: collections.OrderedDict = collections.OrderedDict()
-_MAX_CHECKED = 64
-_lock = threading.Lock()
+class _Passed:
+    """Arrays that passed a value check, by the identity of their (immutable) jax.Arrays, most recent kept."""
+
+    def __init__(self, size: int):
+        self.size, self.entries, self.lock = size, collections.OrderedDict(), threading.Lock()
+
+    def seen(self, arrays, *context) -> bool:
+        """Whether these very arrays passed (with an equal ``context``: what else the check read)."""
+        if not arrays or not all(isinstance(a, jax.Array) for a in arrays):
+            return False
+        with self.lock:
+            refs = self.entries.get((tuple(map(id, arrays)), context))
+            return refs is not None and all(r() is a for r, a in zip(refs, arrays))
+
+    def add(self, arrays, *context) -> None:
+        if not arrays or not all(isinstance(a, jax.Array) for a in arrays):
+            return
+        with self.lock:
+            self.entries[(tuple(map(id, arrays)), context)] = tuple(weakref.ref(a) for a in arrays)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
 
 
-def _check_values_once(net, params, x, t, given, where, names) -> None:
-    """``check_data``, skipping the data's scan when the same arrays passed it for an equal network."""
-    if not all(isinstance(a, jax.Array) for a in given):
-        check_data(net, params, x, t, where, names)
-        return
-    key = (tuple(id(a) for a in given), net.layers[-1].outs, net.loss_fn, x.dtype)
-    with _lock:
-        refs = _CHECKED.get(key)
-        seen = refs is not None and all(r() is a for r, a in zip(refs, given))
-    if seen:
-        check_finite_params(params)
+_DATA_PASSED, _PARAMS_PASSED = _Passed(64), _Passed(64)
+
+
+def _check_values_once(net, params, x, t, given, given_params, where, names) -> None:
+    """``check_data``, skipping the scans of data (and parameters) whose very arrays passed it before.
+
+    ``given`` are the data and ``given_params`` the parameters as the caller
+    passed them (``params`` may be a copy).
+    """
+    data, leaves = (given, (net.layers[-1].outs, net.loss_fn, x.dtype)), jax.tree.leaves(given_params)
+    if _DATA_PASSED.seen(*data):
+        if not _PARAMS_PASSED.seen(leaves):
+            check_finite_params(params)
+            _PARAMS_PASSED.add(leaves)
         return
     check_data(net, params, x, t, where, names)
-    with _lock:
-        _CHECKED[key] = tuple(weakref.ref(a) for a in given)
-        while len(_CHECKED) > _MAX_CHECKED:
-            _CHECKED.popitem(last=False)
+    _DATA_PASSED.add(*data)
+    _PARAMS_PASSED.add(leaves)
 
 
 @functools.cache
@@ -115,10 +133,12 @@ def _default_key() -> jax.Array:
     return jax.random.key(0)
 
 
-def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
+def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t"), given_params=None):
     """``(x, t)`` checked against the network and converted; values checked when ``check``.
 
-    ``names`` are what messages call them (the validation data's own names).
+    ``names`` are what messages call them (the validation data's own names);
+    ``given_params`` the parameters as the caller passed them (``params``
+    may be a copy of them), whose very arrays need no second scan.
     """
     given = (x, t)
     x, _ = net.check_inputs(params, x, names=names)
@@ -133,7 +153,8 @@ def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t")):
         )
     _, t = net.check_inputs(params, x, t, check_labels=False, names=names)  # the value checks read labels
     if check:
-        _check_values_once(net, params, x, t, given, where, names)
+        _check_values_once(net, params, x, t, given, params if given_params is None else given_params, where,
+                           names)
     return x, t
 
 
@@ -213,6 +234,7 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
         net.check_params(params_or_state)
     source_key = _default_key() if key is None else jax.random.fold_in(key, SOURCE_KEY)
     state = start_state(params_or_state, optimizer, source, net, source_key)
+    given_params = params_or_state.params if isinstance(params_or_state, TrainState) else params_or_state
     if state.epoch + epochs > MAX_EPOCH:
         raise ValueError(
             f"epochs: a run counts at most {MAX_EPOCH} epochs (each one's shuffle folds its number into the "
@@ -221,14 +243,14 @@ def make_plan(net, params_or_state, x, t, *, optimizer, batch_size, epochs, key,
 
     # The data.
     if stream is None:
-        x, t = _checked_data(net, state.params, x, t, "fit", check_data)
+        x, t = _checked_data(net, state.params, x, t, "fit", check_data, given_params=given_params)
     else:
         dtypes, stream_steps = check_host_data(net, state.params, x, t, "fit", check_data, stream, batch_size)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"validation must be a pair (x_val, t_val), got {type(validation).__name__}")
         validation = _checked_data(net, state.params, *validation, "fit validation", check_data,
-                                   names=("validation inputs", "validation targets"))
+                                   names=("validation inputs", "validation targets"), given_params=given_params)
 
     # Callbacks, chunks and placement.
     n = x.shape[0]

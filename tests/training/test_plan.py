@@ -3,11 +3,14 @@
 import os
 import re
 
+import jax
 import numpy as np
 import optax
 import pytest
 
 import jaxnn
+from jaxnn._checks import check_data, check_finite_params
+from jaxnn.training import _plan
 from tests.helpers import TRACES, classification, small_problem
 
 
@@ -134,3 +137,38 @@ def test_validation_data_are_checked_by_their_own_names_before_anything_compiles
         jaxnn.fit(net, params, data.get("x", x), data.get("t", t), optimizer=optimizer, batch_size=8,
                   validation=validation(x, t), **options)
     assert updates == [] and TRACES == []
+
+
+def test_data_and_parameters_checked_before_are_not_rechecked_but_everything_new_is():
+    """Guards against the skip of a second scan of the same (immutable) arrays letting anything new through:
+    new parameters, new data, or the same labels for a network with fewer outputs."""
+    net, params, x, t = classification(classes=3)
+    kwargs = dict(optimizer=optax.sgd(0.1), batch_size=8)
+    jaxnn.fit(net, params, x, t, **kwargs)
+    nan_params = [(W.at[0, 0].set(np.nan), b) if i == 1 else (W, b) for i, (W, b) in enumerate(params)]
+    with pytest.raises(ValueError, match=r"layer 1"):
+        jaxnn.fit(net, nan_params, x, t, **kwargs)
+    with pytest.raises(ValueError, match=r"non-finite"):
+        jaxnn.fit(net, params, x.at[3, 1].set(np.inf), t, **kwargs)
+    two = jaxnn.Network.from_sizes([6, 8, 2], [jaxnn.Tanh(), jaxnn.Identity()], jaxnn.CrossEntropyLoss())
+    with pytest.raises(ValueError, match=r"labels outside"):
+        jaxnn.fit(two, two.init(jax.random.key(1)), x, t, **kwargs)
+    state, _ = jaxnn.fit(net, params, x, t, **kwargs)  # the state's new parameters: checked, and finite
+    jaxnn.fit(net, state, x, t, **kwargs)
+
+
+def test_the_same_arrays_are_scanned_once(monkeypatch):
+    """Guards against every fit call reading the whole data set again (and the parameters) for bad values."""
+    scans = []
+    monkeypatch.setattr(_plan, "check_data", lambda *args: scans.append("data") or check_data(*args))
+    monkeypatch.setattr(_plan, "check_finite_params", lambda p: scans.append("params") or check_finite_params(p))
+    net, params, x, t = classification()
+    kwargs = dict(optimizer=optax.sgd(0.1), batch_size=8)
+    state, _ = jaxnn.fit(net, params, x, t, **kwargs)
+    assert scans == ["data"]
+    jaxnn.fit(net, params, x, t, **kwargs)
+    assert scans == ["data"]
+    jaxnn.fit(net, state, x, t, **kwargs)
+    assert scans == ["data", "params"]
+    jaxnn.fit(net, params, np.asarray(x), t, **kwargs)  # NumPy data may change: scanned every time
+    assert scans == ["data", "params", "data"]
