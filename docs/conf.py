@@ -92,3 +92,8 @@ def _tidy_alias_refs(app, what, name, obj, options, signature, return_annotation
 def setup(app):
     # After autodoc's own handler (priority 500) has recorded the type hints.
     app.connect("autodoc-process-signature", _tidy_alias_refs, priority=600)
+    # sphinx-mathjax-offline only copies MathJax's files once the build has finished, so reading the pages
+    # (and executing the tutorials) in parallel with `sphinx -j` is safe; it does not say so itself.
+    offline = app.extensions.get("sphinx-mathjax-offline")
+    if offline is not None:
+        offline.parallel_read_safe = True
