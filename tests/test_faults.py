@@ -553,17 +553,25 @@ def test_save_reclaims_only_stale_unlocked_temporaries_of_its_own_target(tmp_pat
     assert {fresh.name, locked.name, ".s.npz.cccccccccccc.tmp", "s.npz"} | {p.name for p in others} == left
 
 
+# Forks, for each line read, a process that saves in a loop: the rounds share one interpreter start.
+# Nothing here starts JAX's runtime, so forking is safe; each saver tells its pid once its first save is
+# done, and the parent hears "killed" once it has been reaped.
 KILLED_SCRIPT = textwrap.dedent(
     """
-    import sys, numpy as np, jaxnn
+    import os, sys, numpy as np, jaxnn
     path = sys.argv[1]
     trees = [{"w": np.full((1024, 1024), float(i), np.float32)} for i in range(2)]
-    jaxnn.save(path, trees[0])
-    print("ready", flush=True)
-    i = 1
-    while True:
-        jaxnn.save(path, trees[i % 2])
-        i += 1
+    for _ in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            jaxnn.save(path, trees[0])
+            os.write(1, b"ready %d\\n" % os.getpid())
+            i = 1
+            while True:
+                jaxnn.save(path, trees[i % 2])
+                i += 1
+        os.waitpid(pid, 0)
+        print("killed", flush=True)
     """
 )
 
@@ -574,26 +582,28 @@ def kill_saves(tmp_path, rounds, seed=0):
     path = tmp_path / "s.npz"
     trees = [{"w": np.full((1024, 1024), float(i), np.float32)} for i in range(2)]
     left = 0
-    for _ in range(rounds):
-        child = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT, str(path)], env=subprocess_env(),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout.readline() == "ready\n", child.stderr.read()
+    forks = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT, str(path)], env=subprocess_env(),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(rounds):
+            forks.stdin.write("go\n")
+            forks.stdin.flush()
+            ready = forks.stdout.readline()
+            assert ready.startswith("ready "), ready + forks.stderr.read()
             time.sleep(rng.uniform(0, 0.3))
-            child.kill()
-            child.wait(timeout=60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            child.communicate(timeout=60)
-        loaded = jaxnn.load(path, trees[0])  # the previous file, or the new one, whole
-        assert any(np.asarray(loaded["w"]).tobytes() == t["w"].tobytes() for t in trees)
-        orphans = temporaries(tmp_path)
-        left += len(orphans)
-        for name in orphans:  # the killed save was over a minute ago
-            os.utime(tmp_path / name, (time.time() - 120,) * 2)
-        jaxnn.save(path, trees[0])
-        assert temporaries(tmp_path) == []
+            os.kill(int(ready.split()[1]), signal.SIGKILL)
+            assert forks.stdout.readline() == "killed\n"
+            loaded = jaxnn.load(path, trees[0])  # the previous file, or the new one, whole
+            assert any(np.asarray(loaded["w"]).tobytes() == t["w"].tobytes() for t in trees)
+            orphans = temporaries(tmp_path)
+            left += len(orphans)
+            for name in orphans:  # the killed save was over a minute ago
+                os.utime(tmp_path / name, (time.time() - 120,) * 2)
+            jaxnn.save(path, trees[0])
+            assert temporaries(tmp_path) == []
+    finally:
+        forks.kill()
+        forks.communicate(timeout=60)
     return left
 
 
