@@ -68,8 +68,6 @@ class _Fingerprint:
             return (type(obj).__qualname__, id(type(obj)), tuple([self(v) for v in obj]))
         if isinstance(obj, dict):
             return ("dict", tuple((self(k), self(v)) for k, v in obj.items()))
-        if isinstance(obj, types.FunctionType):
-            return self._function(obj)
         if isinstance(obj, functools.partial):
             return ("partial", self(obj.func), self(obj.args), self(obj.keywords))
         if isinstance(obj, types.MethodType):

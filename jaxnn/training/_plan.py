@@ -133,7 +133,7 @@ def _default_key() -> jax.Array:
     return jax.random.key(0)
 
 
-def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t"), given_params=None):
+def _checked_data(net, params, x, t, where: str, check: bool, *, given_params, names=("x", "t")):
     """``(x, t)`` checked against the network and converted; values checked when ``check``.
 
     ``names`` are what messages call them (the validation data's own names);
@@ -153,8 +153,7 @@ def _checked_data(net, params, x, t, where: str, check: bool, names=("x", "t"), 
         )
     _, t = net.check_inputs(params, x, t, check_labels=False, names=names)  # the value checks read labels
     if check:
-        _check_values_once(net, params, x, t, given, params if given_params is None else given_params, where,
-                           names)
+        _check_values_once(net, params, x, t, given, given_params, where, names)
     return x, t
 
 
